@@ -1,0 +1,36 @@
+/*
+ * cache - bytes-bounded cache of plaintext images keyed by the image key.
+ * Entries are fb_buf references: a hit hands out a new reference, so
+ * eviction or removal never frees bytes a reader still holds.
+ */
+#ifndef FB_CACHE_H
+#define FB_CACHE_H
+
+#include <stdint.h>
+
+#include "fastblocks.h"
+
+typedef struct fb_cache fb_cache;
+
+typedef struct fb_cache_stats {
+    uint64_t capacity_bytes, bytes, entries;
+    uint64_t hits, misses, evictions;
+} fb_cache_stats;
+
+/*
+ * max_bytes 0 disables the cache (every get misses, put admits nothing);
+ * max_entries 0 means no cap on the count. Objects larger than a fixed
+ * fraction of the capacity are not admitted.
+ */
+int fb__cache_new(uint64_t max_bytes, uint64_t max_entries, fb_cache **out);
+void fb__cache_free(fb_cache *c); /* releases every entry; NULL is fine */
+
+/* A new reference to the cached bytes of key, or NULL (counts a miss). */
+fb_buf *fb__cache_get(fb_cache *c, uint64_t key);
+/* Inserts (or replaces) key; the cache takes its own reference. */
+void fb__cache_put(fb_cache *c, uint64_t key, fb_buf *b);
+/* Drops key if present. */
+void fb__cache_remove(fb_cache *c, uint64_t key);
+void fb__cache_stats(fb_cache *c, fb_cache_stats *out);
+
+#endif

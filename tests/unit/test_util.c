@@ -1,0 +1,114 @@
+/* Unit tests of src/util: crc32c, base64url, endian helpers, fb_buf, errors. */
+#include "fb_test.h"
+
+#include "util/base64url.h"
+#include "util/buf.h"
+#include "util/crc32c.h"
+#include "util/endian.h"
+#include "util/error.h"
+
+TEST(crc32c_known_values)
+{
+    CHECK_U64_EQ(fb__crc32c(0, "123456789", 9), 0xe3069283u);
+    CHECK_U64_EQ(fb__crc32c(0, "", 0), 0);
+    uint8_t zeros[32] = {0};
+    CHECK_U64_EQ(fb__crc32c(0, zeros, sizeof zeros), 0x8a9136aau); /* RFC 3720 B.4 */
+}
+
+TEST(crc32c_incremental_equals_whole)
+{
+    uint8_t data[1000];
+    for (size_t i = 0; i < sizeof data; i++) {
+        data[i] = (uint8_t)(i * 131 + 7);
+    }
+    uint32_t whole = fb__crc32c(0, data, sizeof data);
+    for (size_t cut = 0; cut <= sizeof data; cut += 37) {
+        uint32_t part = fb__crc32c(fb__crc32c(0, data, cut), data + cut, sizeof data - cut);
+        CHECK_U64_EQ(part, whole);
+    }
+}
+
+TEST(base64url_round_trip)
+{
+    uint8_t in[64], out[64];
+    char text[100];
+    for (size_t n = 0; n < sizeof in; n++) {
+        for (size_t i = 0; i < n; i++) {
+            in[i] = (uint8_t)(i * 37 + n);
+        }
+        fb__base64url_encode(in, n, text);
+        CHECK_EQ(strlen(text), fb__base64url_encoded_len(n));
+        CHECK_EQ(fb__base64url_decode(text, strlen(text), out, sizeof out), (long)n);
+        CHECK_MEM_EQ(in, out, n);
+    }
+}
+
+TEST(base64url_known_and_rejected)
+{
+    char text[16];
+    fb__base64url_encode((const uint8_t *)"\xfb\xff", 2, text);
+    CHECK_STR_EQ(text, "-_8=");
+    uint8_t out[16];
+    CHECK_EQ(fb__base64url_decode("-_8", 3, out, sizeof out), 2);   /* unpadded */
+    CHECK_EQ(fb__base64url_decode("+/8=", 4, out, sizeof out), -1); /* standard alphabet */
+    CHECK_EQ(fb__base64url_decode("%%%%", 4, out, sizeof out), -1);
+    CHECK_EQ(fb__base64url_decode("A", 1, out, sizeof out), -1);
+    CHECK_EQ(fb__base64url_decode("-_9=", 4, out, sizeof out), -1); /* leftover bits */
+    CHECK_EQ(fb__base64url_decode("AAAAAAAA", 8, out, 5), -1);      /* does not fit */
+    CHECK_EQ(fb__base64url_decode("A=AA", 4, out, sizeof out), -1); /* padding inside */
+}
+
+TEST(endian_helpers)
+{
+    uint8_t b[8];
+    fb__put_le64(b, 0x0102030405060708ull);
+    CHECK_EQ(b[0], 8);
+    CHECK_EQ(b[7], 1);
+    CHECK_U64_EQ(fb__get_le64(b), 0x0102030405060708ull);
+    fb__put_le32(b, 0xdeadbeef);
+    CHECK_U64_EQ(fb__get_le32(b), 0xdeadbeef);
+    fb__put_le16(b, 0xbeef);
+    CHECK_EQ(fb__get_le16(b), 0xbeef);
+    fb__put_be64(b, 0x0102030405060708ull);
+    CHECK_EQ(b[0], 1);
+    CHECK_U64_EQ(fb__get_be64(b), 0x0102030405060708ull);
+}
+
+TEST(buf_refcount)
+{
+    fb_buf *b = fb__buf_new(5);
+    CHECK(b != NULL);
+    memcpy(fb__buf_mut(b), "hello", 5);
+    fb_buf *c = fb_buf_retain(b);
+    fb_buf_release(b);
+    CHECK_EQ(fb_buf_len(c), 5);
+    CHECK_MEM_EQ(fb_buf_data(c), "hello", 5);
+    fb__buf_set_len(c, 2);
+    CHECK_EQ(fb_buf_len(c), 2);
+    fb_buf_release(c);
+    fb_buf_release(NULL);
+}
+
+TEST(error_table)
+{
+    CHECK_STR_EQ(fb_strerror(FB_ENOTFOUND), "image not found");
+    CHECK_STR_EQ(fb_err_name(FB_ECORRUPT), "ECORRUPT");
+    CHECK_STR_EQ(fb_strerror(12345), "unknown error");
+    CHECK_EQ(fb__error(FB_EIO, "block %d", 3), FB_EIO);
+    CHECK_STR_EQ(fb_last_error(), "block 3");
+    fb__error_clear();
+    CHECK_STR_EQ(fb_last_error(), "");
+    CHECK_STR_EQ(fb_version(), FB_VERSION_STRING);
+}
+
+int main(void)
+{
+    RUN(crc32c_known_values);
+    RUN(crc32c_incremental_equals_whole);
+    RUN(base64url_round_trip);
+    RUN(base64url_known_and_rejected);
+    RUN(endian_helpers);
+    RUN(buf_refcount);
+    RUN(error_table);
+    return TEST_REPORT();
+}
