@@ -29,8 +29,20 @@ void fb__cache_free(fb_cache *c); /* releases every entry; NULL is fine */
 fb_buf *fb__cache_get(fb_cache *c, uint64_t key);
 /* Inserts (or replaces) key; the cache takes its own reference. */
 void fb__cache_put(fb_cache *c, uint64_t key, fb_buf *b);
+/*
+ * For readers that fill the cache after a miss, closing the race with a
+ * concurrent delete: fb__cache_lookup is fb__cache_get that also returns a
+ * ticket; fb__cache_put_ticket caches b only if no fb__cache_remove ran on
+ * the key's shard since that ticket (returns 1 if cached, else 0). Take the
+ * ticket before the index lookup; delete drops the index entry before
+ * calling fb__cache_remove.
+ */
+fb_buf *fb__cache_lookup(fb_cache *c, uint64_t key, uint64_t *ticket);
+int fb__cache_put_ticket(fb_cache *c, uint64_t key, fb_buf *b, uint64_t ticket);
 /* Drops key if present. */
 void fb__cache_remove(fb_cache *c, uint64_t key);
 void fb__cache_stats(fb_cache *c, fb_cache_stats *out);
+/* The largest object put admits: 1/8 of a shard's byte budget. */
+uint64_t fb__cache_max_object(const fb_cache *c);
 
 #endif
