@@ -9,7 +9,11 @@
 #ifndef FB_CLI_COMMON_H
 #define FB_CLI_COMMON_H
 
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+
+#include <jansson.h>
 
 #include "fastblocks.h"
 
@@ -20,7 +24,9 @@ typedef struct fb_cli_common {
     fb_options store;     /* filled from the shared store options */
     char **keys;          /* loaded from --key-file FILE / FASTBLOCKS_KEY(_FILE) */
     size_t nkeys;
-    int json; /* --json */
+    int json;             /* --json */
+    const char *key_file; /* --key-file FILE (read by fb_cli_common_finish) */
+    unsigned given;       /* shared options set on the command line (bit per table row) */
 } fb_cli_common;
 
 /* Sets defaults (fb_options_init, data_dir from FASTBLOCKS_DATA or ./data). */
@@ -51,5 +57,112 @@ void fb_cli_error(const char *cmd, int rc);
 
 /* Help text of the shared options, for each subcommand's --help. */
 extern const char fb_cli_common_help[];
+
+/*
+ * Makes SIGINT and SIGTERM set fb_cli_interrupted instead of killing the
+ * process, so that a long command stops between records and closes the
+ * store cleanly (progress callbacks return non-zero to cancel).
+ */
+void fb_cli_catch_interrupt(void);
+/* Atomic, not volatile sig_atomic_t: worker threads read it too (lock-free,
+ * so the signal handler may set it). */
+extern atomic_int fb_cli_interrupted;
+
+/* Prints "fastblocks CMD: <formatted message>" and a newline to stderr. */
+void fb_cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Matches argv[*i] against option name in the forms "--name VALUE" and
+ * "--name=VALUE" (a short name "-x" also "-xVALUE"). Returns 1 with *value set and *i on the LAST
+ * argument consumed (the caller steps past it), 0 if argv[*i] is another option, -1 if the value is
+ * missing (message printed).
+ */
+int fb_cli_match_option(const char *cmd, int argc, char **argv, int *i, const char *name,
+                        const char **value);
+
+/* Strict value parsers: 0 on success, -1 on anything else (no message). */
+/* Decimal digits only, no sign, no overflow, <= max. */
+int fb_cli_parse_u64(const char *s, uint64_t max, uint64_t *out);
+/* A byte count with an optional binary suffix: 512, 64K, 10M, 1G, 2T
+ * (K/M/G/T may be followed by "B" or "iB"; lower case is accepted). */
+int fb_cli_parse_size(const char *s, uint64_t *out);
+/* A finite decimal number in [lo, hi]. */
+int fb_cli_parse_double(const char *s, double lo, double hi, double *out);
+/* 1/0, true/false, yes/no, on/off (any case). */
+int fb_cli_parse_bool(const char *s, int *out);
+
+/*
+ * A subcommand's own options: same contract as fb_cli_common_option (1 and
+ * *i past the option and its value, 0 not ours, -1 bad value with a message
+ * printed).
+ */
+typedef int (*fb_cli_opt_fn)(void *userdata, const char *cmd, int argc, char **argv, int *i);
+
+/*
+ * Parses a subcommand's argv (argv[0] is the subcommand name): "--help"/"-h"
+ * prints help to stdout (its first "%s", if any, replaced by
+ * fb_cli_common_help; no other formatting) and returns 1; own options are tried first, then the
+ * shared ones; an unknown option returns -1 with a message printed. Operands
+ * ("-" is one; everything after "--" is one) are moved to argv[0..*npos).
+ * Returns 0 when parsing succeeded.
+ */
+int fb_cli_parse_args(fb_cli_common *c, const char *cmd, const char *help, int argc, char **argv,
+                      fb_cli_opt_fn own, void *userdata, int *npos);
+
+/*
+ * The start of every store subcommand: fb_cli_common_init, fb_cli_parse_args
+ * and fb_cli_common_finish. Returns -1 when the command should run on (with
+ * its operands in argv[0..*npos)), otherwise the exit code to return at once
+ * (0 after --help, 2 after a usage error, with c already freed).
+ */
+int fb_cli_begin(fb_cli_common *c, const char *cmd, const char *help, int argc, char **argv,
+                 fb_cli_opt_fn own, void *userdata, int *npos);
+
+/* Parses an image address ("ID" or "BLOCK/OFFSET/SIZE"); prints
+ * "fastblocks CMD: bad image address '...': ..." and returns -1 if invalid. */
+int fb_cli_parse_addr(const char *cmd, const char *text, fb_addr *out);
+
+/* Writes all of buf to fd (retrying short writes and EINTR); 0 or -1 with errno. */
+int fb_cli_write_all(int fd, const void *buf, size_t len);
+
+/* Flushes stdout; on a write error prints "fastblocks CMD: cannot write
+ * output: ..." and returns -1. */
+int fb_cli_flush_stdout(const char *cmd);
+
+/* Prints "fastblocks CMD: ITEM: <fb_strerror(rc)>[: <fb_last_error()>]" to
+ * stderr: the error line of one item (file, address) among many. */
+void fb_cli_error_item(const char *cmd, const char *item, int rc);
+
+/* Prints obj as one line of compact JSON on stdout and releases it (NULL,
+ * from a failed allocation, prints an error and returns -1). */
+int fb_cli_print_json(const char *cmd, json_t *obj);
+
+/* A JSON object of one block's statistics (block, number, file_bytes,
+ * live/dead bytes and records, garbage_ratio, sealed); NULL if out of memory. */
+json_t *fb_cli_block_json(const fb_block_stats *b);
+
+/* dead / (live + dead) bytes, 0 for an empty block. */
+double fb_cli_garbage_ratio(uint64_t live_bytes, uint64_t dead_bytes);
+
+/* An fb_progress_fn that draws on the fb_progress passed as userdata and
+ * cancels the operation once fb_cli_interrupted is set. */
+int fb_cli_progress_cb(void *userdata, uint64_t done, uint64_t total);
+
+/* Prints the result of compact or rekey on stdout (text, or one JSON object
+ * with --json); 0 or -1 on a write error (message printed). */
+int fb_cli_report_compact(const fb_cli_common *c, const char *cmd, const fb_compact_result *r);
+
+/*
+ * Runs compact or rekey: opens the store for writing (never creating it),
+ * shows progress, reports the result, closes the store. op is fb_compact
+ * with its threshold bound by the caller, or fb_rekey. Returns the exit code.
+ */
+typedef int (*fb_cli_rewrite_fn)(fb_store *s, void *op_arg, fb_progress_fn progress, void *userdata,
+                                 fb_compact_result *result);
+int fb_cli_run_rewrite(fb_cli_common *c, const char *cmd, int progress_mode, fb_cli_rewrite_fn op,
+                       void *op_arg);
+
+/* Writes "block_00000001.fbk/64/1234" (the seed triple of m) into buf. */
+void fb_cli_triple(const fb_meta *m, char *buf, size_t cap);
 
 #endif

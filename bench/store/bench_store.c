@@ -1,0 +1,387 @@
+/*
+ * bench_store - the storage engine against the raw system calls it is built
+ * on, measured in the same run on the same disk:
+ *
+ *   put    60 KiB payloads with fb_put_webp per durability mode, 1 and 16
+ *          writer threads, vs a pwrite+fdatasync-per-write loop and a plain
+ *          pwrite loop;
+ *   get    uncached fb_get of random records vs pread of the same ranges;
+ *   open   fb_open of a store of N small records (default 1,000,000) in
+ *          sealed blocks: time and RSS growth per record.
+ *
+ *   bench_store [DIR]      (default $TMPDIR/fb-bench-store)
+ *   FB_BENCH_QUICK=1       smaller counts (a smoke run)
+ *   FB_BENCH_OPEN_RECORDS  records for the open benchmark
+ *   FB_BENCH_ONLY=open     only the open benchmark
+ *
+ * Prints a table with ratios and writes bench/results/store.json (or
+ * $FB_BENCH_RESULTS/store.json).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fastblocks.h"
+
+#define PAYLOAD (60 * 1024)
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void rmtree(const char *path)
+{
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "cannot remove %s\n", path);
+    }
+}
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "bench_store: %s: %s: %s\n", what, fb_strerror(rc), fb_last_error());
+    exit(1);
+}
+
+static uint8_t payload[PAYLOAD];
+
+/* Raw baselines: the same bytes appended with pwrite (+ fdatasync). */
+static double raw_put(const char *dir, int n, int sync)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/raw.bin", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        perror(path);
+        exit(1);
+    }
+    double t0 = now();
+    for (int i = 0; i < n; i++) {
+        if (pwrite(fd, payload, PAYLOAD, (off_t)i * PAYLOAD) != PAYLOAD ||
+            (sync && fdatasync(fd) != 0)) {
+            perror("raw write");
+            exit(1);
+        }
+    }
+    double dt = now() - t0;
+    close(fd);
+    unlink(path);
+    return n / dt;
+}
+
+typedef struct putter {
+    fb_store *s;
+    int n;
+} putter;
+
+static void *put_thread(void *arg)
+{
+    putter *p = arg;
+    for (int i = 0; i < p->n; i++) {
+        int rc = fb_put_webp(p->s, payload, PAYLOAD, 1, 1, NULL);
+        if (rc != 0) {
+            die("put", rc);
+        }
+    }
+    return NULL;
+}
+
+static double store_put(const char *dir, fb_durability d, int threads, int n, double *per_sync)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/put", dir);
+    rmtree(path);
+    fb_options o;
+    fb_options_init(&o);
+    o.durability = d;
+    o.cache_bytes = 0;
+    fb_store *s = NULL;
+    int rc = fb_open(path, &o, &s);
+    if (rc != 0) {
+        die("open", rc);
+    }
+    pthread_t th[64];
+    putter p = {s, n / threads};
+    double t0 = now();
+    for (int i = 0; i < threads; i++) {
+        pthread_create(&th[i], NULL, put_thread, &p);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+    }
+    double dt = now() - t0;
+    fb_stats st;
+    fb_get_stats(s, &st);
+    *per_sync = st.syncs ? (double)st.synced_puts / (double)st.syncs : 0;
+    fb_close(s);
+    rmtree(path);
+    return (double)(p.n * threads) / dt;
+}
+
+static void get_bench(const char *dir, int n, int reads, double *store_rate, double *raw_rate)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/get", dir);
+    rmtree(path);
+    fb_options o;
+    fb_options_init(&o);
+    o.durability = FB_DURABILITY_NONE;
+    o.cache_bytes = 0; /* uncached: every get reads its record */
+    fb_store *s = NULL;
+    int rc = fb_open(path, &o, &s);
+    if (rc != 0) {
+        die("open", rc);
+    }
+    fb_meta *m = calloc((size_t)n, sizeof *m);
+    for (int i = 0; i < n; i++) {
+        payload[0] = (uint8_t)i;
+        if ((rc = fb_put_webp(s, payload, PAYLOAD, 1, 1, &m[i])) != 0) {
+            die("put", rc);
+        }
+    }
+    int *order = malloc(sizeof(int) * (size_t)reads);
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < reads; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order[i] = (int)(x % (uint64_t)n);
+    }
+    double t0 = now();
+    for (int i = 0; i < reads; i++) {
+        fb_addr a;
+        fb_buf *b = NULL;
+        fb_addr_from_id(m[order[i]].id, &a);
+        if ((rc = fb_get(s, &a, &b, NULL)) != 0) {
+            die("get", rc);
+        }
+        fb_buf_release(b);
+    }
+    *store_rate = reads / (now() - t0);
+    /* The same ranges (header + payload) with pread into a fresh buffer. */
+    int fds[64] = {0};
+    uint8_t *buf = malloc(PAYLOAD + 64);
+    t0 = now();
+    for (int i = 0; i < reads; i++) {
+        fb_meta *mm = &m[order[i]];
+        int blk = atoi(mm->block + 6);
+        if (blk >= 64) {
+            continue;
+        }
+        if (fds[blk] == 0) {
+            char bp[4400];
+            snprintf(bp, sizeof bp, "%s/blocks/%s", path, mm->block);
+            fds[blk] = open(bp, O_RDONLY);
+        }
+        uint8_t *copy = malloc(PAYLOAD + 64);
+        if (pread(fds[blk], copy, PAYLOAD + 64, (off_t)mm->offset - 64) != PAYLOAD + 64) {
+            perror("pread");
+            exit(1);
+        }
+        free(copy);
+    }
+    *raw_rate = reads / (now() - t0);
+    for (int i = 0; i < 64; i++) {
+        if (fds[i] > 0) {
+            close(fds[i]);
+        }
+    }
+    free(buf);
+    free(order);
+    free(m);
+    fb_close(s);
+    rmtree(path);
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            v = atol(line + 6);
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return v;
+}
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void open_bench(const char *dir, long records, double *open_s, double *open_cpu,
+                       double *bytes_per_rec)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/open", dir);
+    rmtree(path);
+    fb_options o;
+    fb_options_init(&o);
+    o.durability = FB_DURABILITY_NONE;
+    o.max_block_size = 4u << 20;
+    o.cache_bytes = 0;
+    fb_store *s = NULL;
+    int rc = fb_open(path, &o, &s);
+    if (rc != 0) {
+        die("open", rc);
+    }
+    uint8_t small[100];
+    memset(small, 7, sizeof small);
+    for (long i = 0; i < records; i++) {
+        if ((rc = fb_put_webp(s, small, sizeof small, 1, 1, NULL)) != 0) {
+            die("put", rc);
+        }
+    }
+    fb_close(s);
+    /* Measure in a fresh child so freed memory of the build does not hide
+     * the growth. */
+    int pfd[2];
+    if (pipe(pfd) != 0) {
+        exit(1);
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        long before = rss_kib();
+        double t0 = now(), c0 = cpu_now();
+        fb_store *r = NULL;
+        if (fb_open(path, &o, &r) != 0) {
+            _exit(1);
+        }
+        double res[3] = {now() - t0, (double)(rss_kib() - before) * 1024.0 / (double)records,
+                         cpu_now() - c0};
+        if (write(pfd[1], res, sizeof res) != (ssize_t)sizeof res) {
+            _exit(1);
+        }
+        fb_stats st;
+        fb_get_stats(r, &st);
+        if (st.live_records != (uint64_t)records) {
+            fprintf(stderr, "bench_store: reopened store has %llu records, want %ld\n",
+                    (unsigned long long)st.live_records, records);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    close(pfd[1]);
+    double res[3] = {0, 0, 0};
+    if (read(pfd[0], res, sizeof res) != (ssize_t)sizeof res) {
+        fprintf(stderr, "bench_store: open child failed\n");
+        exit(1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    close(pfd[0]);
+    *open_s = res[0];
+    *bytes_per_rec = res[1];
+    *open_cpu = res[2];
+    rmtree(path);
+}
+
+int main(int argc, char **argv)
+{
+    const char *tmp = getenv("TMPDIR");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", argc > 1 ? argv[1] : "");
+    if (dir[0] == '\0') {
+        snprintf(dir, sizeof dir, "%s/fb-bench-store", tmp ? tmp : "/tmp");
+    }
+    mkdir(dir, 0755);
+    int quick = getenv("FB_BENCH_QUICK") != NULL;
+    const char *env = getenv("FB_BENCH_OPEN_RECORDS");
+    long open_records = env ? atol(env) : (quick ? 50000 : 1000000);
+    int nsync = quick ? 50 : 300, nfast = quick ? 500 : 4000;
+    for (size_t i = 0; i < sizeof payload; i++) {
+        payload[i] = (uint8_t)(i * 131 + 7);
+    }
+
+    if (getenv("FB_BENCH_ONLY") != NULL && strcmp(getenv("FB_BENCH_ONLY"), "open") == 0) {
+        double open_s, open_cpu, per_rec;
+        open_bench(dir, open_records, &open_s, &open_cpu, &per_rec);
+        printf("open of %ld records: %.3f s (%.3f s CPU), RSS growth %.1f bytes/record\n",
+               open_records, open_s, open_cpu, per_rec);
+        rmtree(dir);
+        return 0;
+    }
+    double raw_sync = raw_put(dir, nsync, 1);
+    double raw_nosync = raw_put(dir, nfast, 0);
+    printf("%-34s %12s %10s %12s\n", "put 60 KiB", "ops/s", "ratio", "puts/fsync");
+    printf("%-34s %12.0f %10s %12s\n", "raw pwrite+fdatasync, 1 thread", raw_sync, "1.00", "1");
+    printf("%-34s %12.0f %10s %12s\n", "raw pwrite, 1 thread", raw_nosync, "1.00", "-");
+    struct {
+        const char *name;
+        fb_durability d;
+        int threads, n;
+        double base;
+    } cases[] = {
+        {"always, 1 thread", FB_DURABILITY_ALWAYS, 1, nsync, raw_sync},
+        {"always, 16 threads", FB_DURABILITY_ALWAYS, 16, nsync * 8, raw_sync},
+        {"batch, 1 thread", FB_DURABILITY_BATCH, 1, nfast, raw_nosync},
+        {"batch, 16 threads", FB_DURABILITY_BATCH, 16, nfast, raw_nosync},
+        {"none, 1 thread", FB_DURABILITY_NONE, 1, nfast, raw_nosync},
+        {"none, 16 threads", FB_DURABILITY_NONE, 16, nfast, raw_nosync},
+    };
+    char results[4096];
+    size_t rl = 0;
+    rl += (size_t)snprintf(results + rl, sizeof results - rl,
+                           "{\n  \"raw_fdatasync_ops\": %.1f,\n  \"raw_pwrite_ops\": %.1f,\n",
+                           raw_sync, raw_nosync);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double per_sync = 0;
+        double r = store_put(dir, cases[i].d, cases[i].threads, cases[i].n, &per_sync);
+        printf("%-34s %12.0f %9.2fx %12.1f\n", cases[i].name, r, r / cases[i].base, per_sync);
+        rl += (size_t)snprintf(results + rl, sizeof results - rl,
+                               "  \"put_%s_%dt\": {\"ops\": %.1f, \"ratio\": %.3f},\n",
+                               cases[i].d == FB_DURABILITY_ALWAYS  ? "always"
+                               : cases[i].d == FB_DURABILITY_BATCH ? "batch"
+                                                                   : "none",
+                               cases[i].threads, r, r / cases[i].base);
+    }
+    double get_rate, pread_rate;
+    get_bench(dir, quick ? 300 : 2000, quick ? 3000 : 20000, &get_rate, &pread_rate);
+    printf("\n%-34s %12s %10s\n", "uncached get, 60 KiB, random", "ops/s", "ratio");
+    printf("%-34s %12.0f %10s\n", "raw pread of the same ranges", pread_rate, "1.00");
+    printf("%-34s %12.0f %9.2fx\n", "fb_get (CRC checked)", get_rate, get_rate / pread_rate);
+    double open_s, open_cpu, per_rec;
+    open_bench(dir, open_records, &open_s, &open_cpu, &per_rec);
+    printf("\nopen of %ld records: %.3f s (%.3f s CPU), RSS growth %.1f bytes/record\n",
+           open_records, open_s, open_cpu, per_rec);
+    rl += (size_t)snprintf(results + rl, sizeof results - rl,
+                           "  \"get_ops\": %.1f,\n  \"pread_ops\": %.1f,\n  \"get_ratio\": %.3f,\n"
+                           "  \"open_records\": %ld,\n  \"open_seconds\": %.4f,\n"
+                           "  \"open_cpu_seconds\": %.4f,\n"
+                           "  \"open_rss_bytes_per_record\": %.2f\n}\n",
+                           get_rate, pread_rate, get_rate / pread_rate, open_records, open_s,
+                           open_cpu, per_rec);
+    const char *out = getenv("FB_BENCH_RESULTS");
+    char rpath[4200];
+    snprintf(rpath, sizeof rpath, "%s/store.json", out ? out : "bench/results");
+    FILE *f = fopen(rpath, "w");
+    if (f != NULL) {
+        fputs(results, f);
+        fclose(f);
+        printf("\nwrote %s\n", rpath);
+    } else {
+        fprintf(stderr, "bench_store: cannot write %s: %s\n", rpath, strerror(errno));
+    }
+    rmtree(dir);
+    return 0;
+}
