@@ -126,14 +126,19 @@ static inline void fb_test_rmtree(const char *path)
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
                 continue;
             }
-            char child[4096];
-            snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+            size_t n = strlen(path) + strlen(e->d_name) + 2;
+            char *child = malloc(n);
+            if (child == NULL) {
+                break;
+            }
+            snprintf(child, n, "%s/%s", path, e->d_name);
             struct stat st;
             if (lstat(child, &st) == 0 && S_ISDIR(st.st_mode)) {
                 fb_test_rmtree(child);
             } else {
                 unlink(child);
             }
+            free(child);
         }
         closedir(d);
     }

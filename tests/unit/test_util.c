@@ -28,6 +28,44 @@ TEST(crc32c_incremental_equals_whole)
     }
 }
 
+/* Bit-at-a-time reference, independent of both fast paths. */
+static uint32_t crc32c_reference(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) {
+            c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+        }
+    }
+    return ~c;
+}
+
+TEST(crc32c_long_inputs_match_reference)
+{
+    /* Lengths around the three-lane rounds of the hardware path. */
+    size_t sizes[] = {6143, 6144, 6145, 12288, 12295, 65536 + 13, 200000};
+    uint8_t *data = malloc(200000);
+    CHECK(data != NULL);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < 200000; i++) {
+        x = x * 1103515245u + 12345u;
+        data[i] = (uint8_t)(x >> 16);
+    }
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        uint32_t want = crc32c_reference(data, sizes[i]);
+        uint32_t got = fb__crc32c(0, data, sizes[i]);
+        if (got != want) {
+            free(data);
+        }
+        CHECK_U64_EQ(got, want);
+        /* Unaligned start and split in the middle of a round. */
+        CHECK_U64_EQ(fb__crc32c(fb__crc32c(0, data + 1, 777), data + 778, sizes[i] - 778),
+                     crc32c_reference(data + 1, sizes[i] - 1));
+    }
+    free(data);
+}
+
 TEST(base64url_round_trip)
 {
     uint8_t in[64], out[64];
@@ -105,6 +143,7 @@ int main(void)
 {
     RUN(crc32c_known_values);
     RUN(crc32c_incremental_equals_whole);
+    RUN(crc32c_long_inputs_match_reference);
     RUN(base64url_round_trip);
     RUN(base64url_known_and_rejected);
     RUN(endian_helpers);
