@@ -381,6 +381,10 @@ static int load_image(const load_req *r, VipsImage **out)
     void *buf = (void *)(uintptr_t)r->data; /* libvips' signature; it never writes */
     VipsAccess access = r->random_access ? VIPS_ACCESS_RANDOM : VIPS_ACCESS_SEQUENTIAL;
     int n = r->all_frames ? -1 : 1;
+    /* Random access decodes the whole image first: into memory, never into
+     * a temporary file (libvips' default above 100 MB). Sequential access
+     * must not ask for it, or the JPEG loader buffers the whole image. */
+    gboolean memory = r->random_access ? TRUE : FALSE;
     int rc = -1;
     *out = NULL;
     switch (r->fmt) {
@@ -388,33 +392,33 @@ static int load_image(const load_req *r, VipsImage **out)
         /* libjpeg reports a corrupt scan only as a warning and carries on
          * with grey blocks, so JPEG fails on warnings too. */
         rc = vips_jpegload_buffer(buf, r->len, out, "access", access, "fail_on",
-                                  VIPS_FAIL_ON_WARNING, "memory", TRUE, "shrink", r->jpeg_shrink,
+                                  VIPS_FAIL_ON_WARNING, "memory", memory, "shrink", r->jpeg_shrink,
                                   NULL);
         break;
     case FB_FMT_PNG:
         rc = vips_pngload_buffer(buf, r->len, out, "access", access, "fail_on", VIPS_FAIL_ON_ERROR,
-                                 "memory", TRUE, NULL);
+                                 "memory", memory, NULL);
         break;
     case FB_FMT_GIF:
         rc = vips_gifload_buffer(buf, r->len, out, "access", access, "fail_on", VIPS_FAIL_ON_ERROR,
-                                 "memory", TRUE, "n", n, NULL);
+                                 "memory", memory, "n", n, NULL);
         break;
     case FB_FMT_WEBP:
         rc = vips_webpload_buffer(buf, r->len, out, "access", access, "fail_on", VIPS_FAIL_ON_ERROR,
-                                  "memory", TRUE, "n", n, NULL);
+                                  "memory", memory, "n", n, NULL);
         break;
     case FB_FMT_TIFF:
         rc = vips_tiffload_buffer(buf, r->len, out, "access", access, "fail_on", VIPS_FAIL_ON_ERROR,
-                                  "memory", TRUE, NULL);
+                                  "memory", memory, NULL);
         break;
     case FB_FMT_HEIF:
     case FB_FMT_AVIF:
         rc = vips_heifload_buffer(buf, r->len, out, "access", access, "fail_on", VIPS_FAIL_ON_ERROR,
-                                  "memory", TRUE, NULL);
+                                  "memory", memory, NULL);
         break;
     case FB_FMT_BMP:
         rc = vips_magickload_buffer(buf, r->len, out, "access", access, "fail_on",
-                                    VIPS_FAIL_ON_ERROR, "memory", TRUE, NULL);
+                                    VIPS_FAIL_ON_ERROR, "memory", memory, NULL);
         break;
     case FB_FMT_UNKNOWN:
         return fb__error(FB_EUNSUPPORTED, "unsupported image type");
@@ -854,6 +858,7 @@ static int picture_error(const WebPPicture *pic, const char *what)
 typedef struct out_buf {
     uint8_t *p;
     size_t len, cap;
+    int oom; /* libwebp only sees "bad write"; this says it was memory */
 } out_buf;
 
 static int out_buf_write(const uint8_t *data, size_t size, const WebPPicture *pic)
@@ -870,6 +875,7 @@ static int out_buf_write(const uint8_t *data, size_t size, const WebPPicture *pi
         }
         uint8_t *p = fb__realloc(o->p, cap);
         if (p == NULL) {
+            o->oom = 1;
             return 0;
         }
         o->p = p;
@@ -974,7 +980,7 @@ static int encode_still(VipsImage *im, const fb_image_opts *o, fb_image_result *
 {
     WebPConfig cfg;
     WebPPicture pic;
-    out_buf ob = {NULL, 0, 0};
+    out_buf ob = {NULL, 0, 0, 0};
     int rc = webp_config(o, &cfg);
     if (rc != 0) {
         return rc;
@@ -986,7 +992,8 @@ static int encode_still(VipsImage *im, const fb_image_opts *o, fb_image_result *
     pic.writer = out_buf_write;
     pic.custom_ptr = &ob;
     if (!WebPEncode(&cfg, &pic)) {
-        rc = picture_error(&pic, "cannot encode");
+        rc = ob.oom ? fb__error(FB_ENOMEM, "libwebp cannot encode: out of memory for the output")
+                    : picture_error(&pic, "cannot encode");
         goto out;
     }
     out->webp = ob.p;

@@ -6,8 +6,8 @@
 #
 # CORPUS_DIR is built by ../shared/corpus/make_corpus.sh (web/ = 1-2 MP
 # photos, large/ = 4-18 MP photos). SETS defaults to "web large".
-# Results: bench/results/ingest/{fb,cwebp}_<set>.csv (per image),
-# fb_<set>.json, original_<set>.json, summary.json and summary.csv.
+# Results: bench/results/ingest/ (or $FB_INGEST_OUT) {fb,cwebp}_<set>.csv
+# (per image), fb_<set>.json, original_<set>.json, summary.json, summary.csv.
 # Times are best of RUNS per image (both tools), wall and CPU: on a shared,
 # busy machine the CPU-time ratio is the one to trust.
 set -euo pipefail
@@ -16,7 +16,7 @@ corpus=$(cd "${2:?corpus dir}" && pwd)
 runs=${3:-3}
 sets=${4:-web large}
 here=$(cd "$(dirname "$0")" && pwd)
-out=$here/../results/ingest
+out=${FB_INGEST_OUT:-$here/../results/ingest}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 shared=${FB_SHARED_DIR:-$here/../../../shared}

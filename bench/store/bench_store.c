@@ -9,10 +9,11 @@
  *   open   fb_open of a store of N small records (default 1,000,000) in
  *          sealed blocks: time and RSS growth per record.
  *
- *   bench_store [DIR]      (default $TMPDIR/fb-bench-store)
+ *   bench_store [DIR]      (default: a new $TMPDIR/fb-bench-store-XXXXXX)
  *   FB_BENCH_QUICK=1       smaller counts (a smoke run)
  *   FB_BENCH_OPEN_RECORDS  records for the open benchmark
  *   FB_BENCH_ONLY=open     only the open benchmark
+ *   FB_BENCH_ONLY=get      only the uncached get benchmark
  *
  * Prints a table with ratios and writes bench/results/store.json (or
  * $FB_BENCH_RESULTS/store.json).
@@ -302,7 +303,12 @@ int main(int argc, char **argv)
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", argc > 1 ? argv[1] : "");
     if (dir[0] == '\0') {
-        snprintf(dir, sizeof dir, "%s/fb-bench-store", tmp ? tmp : "/tmp");
+        /* A fresh directory: several benchmark runs may share a machine. */
+        snprintf(dir, sizeof dir, "%s/fb-bench-store-XXXXXX", tmp ? tmp : "/tmp");
+        if (mkdtemp(dir) == NULL) {
+            perror(dir);
+            return 1;
+        }
     }
     mkdir(dir, 0755);
     int quick = getenv("FB_BENCH_QUICK") != NULL;
@@ -318,6 +324,14 @@ int main(int argc, char **argv)
         open_bench(dir, open_records, &open_s, &open_cpu, &per_rec);
         printf("open of %ld records: %.3f s (%.3f s CPU), RSS growth %.1f bytes/record\n",
                open_records, open_s, open_cpu, per_rec);
+        rmtree(dir);
+        return 0;
+    }
+    if (getenv("FB_BENCH_ONLY") != NULL && strcmp(getenv("FB_BENCH_ONLY"), "get") == 0) {
+        double get_rate, pread_rate;
+        get_bench(dir, quick ? 300 : 2000, quick ? 3000 : 20000, &get_rate, &pread_rate);
+        printf("uncached get, 60 KiB, random: fb_get %.0f ops/s, pread %.0f ops/s, ratio %.2fx\n",
+               get_rate, pread_rate, get_rate / pread_rate);
         rmtree(dir);
         return 0;
     }

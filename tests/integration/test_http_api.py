@@ -3,6 +3,7 @@ the seed README's client flow, against the real binary on 127.0.0.1."""
 
 import json
 import re
+import time
 
 import pytest
 
@@ -376,7 +377,14 @@ def test_healthz_and_metrics(server, small_png):
 def test_access_log(server, small_png):
     server.request("GET", "/healthz?x=1")
     server.request("GET", "/nope%0aINJECTED")
-    lines = [l for l in server.log().splitlines() if '"GET ' in l]
+    # The line is written when the request completes, which may be just
+    # after the client has read the response.
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [l for l in server.log().splitlines() if '"GET ' in l]
+        if len(lines) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert any(re.search(r'127\.0\.0\.1 "GET /healthz\?x=1 HTTP/1\.1" 200 15 [\d.]+ms$', l)
                for l in lines), lines
     assert not any(l.startswith("INJECTED") for l in server.log().splitlines())
