@@ -33,10 +33,7 @@ build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: deps build
-	@if [ ! -x $(BUILD)/fastblocks ]; then \
-	    echo "make run: build/fastblocks does not exist yet: the server is not built (see issues 7 and 9)" >&2; \
-	    exit 1; \
-	fi
+	mkdir -p data
 	$(BUILD)/fastblocks serve --data ./data --listen 127.0.0.1:8000
 
 test: deps-test build
