@@ -11,7 +11,6 @@
  */
 /* fb_test_rmtree copies d_name into a fixed buffer; GCC cannot see that our
  * paths are short. */
-#pragma GCC diagnostic ignored "-Wformat-truncation"
 #include "fb_test.h"
 
 #include <errno.h>

@@ -1,7 +1,6 @@
 /* Unit tests of the block backend (src/block.c) on real files: create,
  * list in numeric order, positional writes and reads, short reads, index
  * files written atomically, removal, read-only refusal, the fault hook. */
-#pragma GCC diagnostic ignored "-Wformat-truncation"
 #include "fb_test.h"
 
 #include <errno.h>

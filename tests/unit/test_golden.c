@@ -5,7 +5,6 @@
  * with a truncated active block, one with a rotten record, one with a
  * garbage index file.
  */
-#pragma GCC diagnostic ignored "-Wformat-truncation"
 #include "fb_test.h"
 #include "store_helpers.h"
 

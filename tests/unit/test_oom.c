@@ -16,7 +16,6 @@
  * Each iteration works on a fresh copy of a template store, so that every
  * N sees the same starting state.
  */
-#pragma GCC diagnostic ignored "-Wformat-truncation" /* fb_test_rmtree's path buffer */
 #include "fb_test.h"
 #include "store_helpers.h"
 

@@ -7,7 +7,6 @@
  * clean. FB_CRASH_ITERATIONS sets the number of kill points (default 150;
  * the benchmark script runs more).
  */
-#pragma GCC diagnostic ignored "-Wformat-truncation"
 #include "fb_test.h"
 #include "store_helpers.h"
 

@@ -5,7 +5,6 @@
  * found" for a deleted image, never other bytes; group commit shares
  * fsyncs; after reopening, everything acknowledged is there.
  */
-#pragma GCC diagnostic ignored "-Wformat-truncation"
 #include "fb_test.h"
 #include "store_helpers.h"
 
