@@ -23,12 +23,40 @@
 #include "util/alloc.h"
 #include "util/crc32c.h"
 
-/* Blocks that received copies, with the end of the last copy in each. */
+/* Free space a compaction wants beyond the live bytes it copies (capped at
+ * the block size): room for a new block's preallocation. */
+#define COMPACT_MARGIN ((uint64_t)8 << 20)
+
+/* Blocks that received copies, with the end of the last copy in each; and
+ * whether the journal naming the block being compacted is written. */
 typedef struct touched {
     fb_block *b[8];
     uint64_t end[8];
     int n;
+    uint32_t number;
+    int journaled;
 } touched;
+
+static int write_journal(fb_store *s, uint32_t number)
+{
+    uint8_t raw[FB__JOURNAL_SIZE];
+    fb__journal_encode(raw, number);
+    return fb__store_write_file(s, "compact.journal", raw, sizeof raw);
+}
+
+/* The journal goes down before the first copy, and only if there is one: a
+ * block with nothing to copy is just removed, and a crash before that
+ * leaves it whole (so a full disk, which has no room for a journal, can
+ * still be reclaimed). */
+static int before_copy(fb_store *s, touched *t)
+{
+    if (t->journaled) {
+        return 0;
+    }
+    int rc = write_journal(s, t->number);
+    t->journaled = rc == 0;
+    return rc;
+}
 
 static int touch(fb_store *s, touched *t, fb_block *b, uint64_t end)
 {
@@ -129,15 +157,23 @@ out:
     return rc;
 }
 
+/* Room for the copies of a block's live records: their bytes plus a margin
+ * for the preallocation of a new block (at most one block). A block with
+ * nothing live needs nothing: compacting it only frees space, which is
+ * exactly what a full disk needs. */
 static int check_space(fb_store *s, fb_block *b, uint64_t live)
 {
+    if (live == 0) {
+        return 0;
+    }
     struct statvfs sv;
     if (statvfs(s->dir, &sv) != 0) {
         return fb__error(fb__errno_code(errno), "cannot statvfs %s: %s", s->dir, strerror(errno));
     }
     uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
-    /* The copies, plus room for the preallocation of a new block. */
-    uint64_t need = live + (8u << 20);
+    uint64_t margin =
+        s->opts.max_block_size < COMPACT_MARGIN ? s->opts.max_block_size : COMPACT_MARGIN;
+    uint64_t need = live + margin; /* live <= a block's size <= 2^40: no overflow */
     if (avail < need) {
         return fb__error(FB_ENOSPC,
                          "not enough free space to compact %s: need %" PRIu64 " bytes, %" PRIu64
@@ -166,12 +202,18 @@ static int move_record(fb_store *s, fb_block *b, const fb_idx_entry *x, int reke
     if (rc != 0) {
         return rc;
     }
+    /* The seed triple given at upload names the birth stored length; rekey
+     * changes the stored length, so the header keeps the birth one. */
+    if (h.birth_len == 0) {
+        h.birth_len = (uint32_t)h.stored_len;
+    }
     if (rekey && (rc = reencrypt(s, &h, data, &enc)) != 0) {
         goto out;
     }
     h.flags = (h.flags & ~FB__REC_DELETED) | FB__REC_MOVED;
     uint64_t noff = 0;
-    if ((rc = fb__store_append(s, &h, enc != NULL ? enc : data, &nb, &noff)) != 0) {
+    if ((rc = before_copy(s, t)) != 0 ||
+        (rc = fb__store_append(s, &h, enc != NULL ? enc : data, &nb, &noff)) != 0) {
         goto out;
     }
     uint64_t new_size = fb__rec_size(h.stored_len);
@@ -219,19 +261,12 @@ static int move_tombstone(fb_store *s, fb_block *b, const fb_idx_entry *x, touch
     }
     h.flags |= FB__REC_MOVED;
     uint64_t noff = 0;
-    if ((rc = fb__store_append(s, &h, data, &nb, &noff)) == 0) {
+    if ((rc = before_copy(s, t)) == 0 && (rc = fb__store_append(s, &h, data, &nb, &noff)) == 0) {
         *moved_bytes += fb__rec_size(h.stored_len);
         rc = touch(s, t, nb, noff + fb__align8(h.stored_len));
     }
     fb__free(data);
     return rc;
-}
-
-static int write_journal(fb_store *s, uint32_t number)
-{
-    uint8_t raw[FB__JOURNAL_SIZE];
-    fb__journal_encode(raw, number);
-    return fb__store_write_file(s, "compact.journal", raw, sizeof raw);
 }
 
 static int remove_journal(fb_store *s)
@@ -262,10 +297,9 @@ int fb__compact_block(fb_store *s, uint32_t number, int rekey, fb_progress_fn pr
     }
     fb_idx_entry *ents = NULL;
     uint64_t n = 0, moved = 0;
-    touched t = {.n = 0};
+    touched t = {.n = 0, .number = number};
     int rc = check_space(s, b, live);
-    if (rc != 0 || (rc = write_journal(s, number)) != 0 ||
-        (rc = fb__store_block_entries(s, b, &ents, &n)) != 0) {
+    if (rc != 0 || (rc = fb__store_block_entries(s, b, &ents, &n)) != 0) {
         goto out;
     }
     for (uint64_t i = 0; i < n; i++) {
@@ -303,7 +337,9 @@ int fb__compact_block(fb_store *s, uint32_t number, int rekey, fb_progress_fn pr
     if ((rc = fb__backend_remove(s->backend, number)) != 0) {
         goto out;
     }
-    rc = remove_journal(s);
+    if (t.journaled) {
+        rc = remove_journal(s);
+    }
     if (res != NULL) {
         res->blocks_compacted++;
         res->bytes_reclaimed += file_bytes > moved ? file_bytes - moved : 0;

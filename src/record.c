@@ -133,6 +133,7 @@ void fb__rec_hdr_encode(uint8_t out[FB__REC_HDR_SIZE], const fb_rec_hdr *h)
     fb__put_le64(out + 32, h->stored_len);
     fb__put_le64(out + 40, h->plain_len);
     fb__put_le64(out + 48, (uint64_t)h->created);
+    fb__put_le32(out + 56, h->birth_len);
     fb__put_le32(out + 60, rec_hdr_crc(out));
 }
 
@@ -158,11 +159,13 @@ int fb__rec_hdr_decode(const uint8_t *p, size_t n, uint64_t at, uint64_t file_le
     h->stored_len = fb__get_le64(p + 32);
     h->plain_len = fb__get_le64(p + 40);
     h->created = (int64_t)fb__get_le64(p + 48);
+    h->birth_len = fb__get_le32(p + 56);
     if ((h->flags & ~FB__REC_KNOWN_FLAGS) != 0) {
         return fb__error(FB_ECORRUPT, "unknown record flags 0x%" PRIx32 " in %s at offset %" PRIu64,
                          h->flags, name, at);
     }
-    if (h->stored_len > FB__MAX_STORED || h->plain_len > FB__MAX_STORED) {
+    if (h->stored_len > FB__MAX_STORED || h->plain_len > FB__MAX_STORED ||
+        h->birth_len > FB__MAX_STORED) {
         return fb__error(FB_ECORRUPT,
                          "impossible record length %" PRIu64 " in %s at offset %" PRIu64,
                          h->stored_len, name, at);
@@ -197,6 +200,18 @@ int fb__rec_check_data(const fb_rec_hdr *h, const uint8_t *data, uint64_t at, co
         return fb__error(FB_ECORRUPT, "crc mismatch in %s at offset %" PRIu64, name, at);
     }
     return 0;
+}
+
+int fb__rec_plausible_at(const fb_rec_hdr *h, uint32_t number, uint64_t at)
+{
+    uint64_t birth = fb__key_make(number, at + FB__REC_HDR_SIZE);
+    if (h->flags & FB__REC_PAD) {
+        return 0;
+    }
+    if (h->flags & (FB__REC_MOVED | FB__REC_TOMBSTONE)) {
+        return h->key < birth;
+    }
+    return h->key == birth;
 }
 
 void fb__tombstone_encode(uint8_t out[FB__TOMB_SIZE], const fb_tombstone *t)

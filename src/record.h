@@ -50,6 +50,10 @@ typedef struct fb_rec_hdr {
     uint64_t stored_len;
     uint64_t plain_len;
     int64_t created;
+    /* Stored length when the image was first written (the seed triple's
+     * size), kept when rekey changes the stored bytes. 0 in records of
+     * earlier writers and in tombstones and pads: same as stored_len. */
+    uint32_t birth_len;
 } fb_rec_hdr;
 
 /* One entry of an index file (and of the active block's in-memory list). */
@@ -112,6 +116,20 @@ void fb__rec_hdr_encode(uint8_t out[FB__REC_HDR_SIZE], const fb_rec_hdr *h);
  */
 int fb__rec_hdr_decode(const uint8_t *p, size_t n, uint64_t at, uint64_t file_len, const char *name,
                        fb_rec_hdr *h);
+/*
+ * Whether a valid header found at header offset `at` of block `number` by
+ * a resynchronising scan (one that searched past damaged bytes, possibly
+ * through the stored bytes of an image) can be a record this store wrote:
+ * an original record's key is its own birth address, a moved record or a
+ * tombstone names an earlier address, and a pad is never accepted there
+ * (a pad's length would let forged bytes hide the records after it).
+ */
+int fb__rec_plausible_at(const fb_rec_hdr *h, uint32_t number, uint64_t at);
+/* The seed triple's size of a record: its birth stored length. */
+static inline uint64_t fb__rec_birth_len(const fb_rec_hdr *h)
+{
+    return h->birth_len != 0 ? h->birth_len : h->stored_len;
+}
 /* Checks the stored bytes against h->data_crc (pad records always pass). */
 int fb__rec_check_data(const fb_rec_hdr *h, const uint8_t *data, uint64_t at, const char *name);
 /* Offset of the flags word inside a record header (for the in-place delete). */

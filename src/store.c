@@ -162,7 +162,9 @@ void fb__store_fill_meta(const fb_index_entry *e, const fb_rec_hdr *h, fb_meta *
     snprintf(m->id, sizeof m->id, "%016" PRIx64 "%08" PRIx32, e->key, e->cookie);
     fb__block_name(fb__key_block(e->key), m->block);
     m->offset = fb__key_offset(e->key);
-    m->size = e->len_bits & FB__IX_LEN_MASK;
+    /* The seed triple's size: the birth stored length, which a record
+     * rewritten by rekey keeps in its header. */
+    m->size = h->birth_len != 0 ? h->birth_len : e->len_bits & FB__IX_LEN_MASK;
     m->bytes = h->plain_len;
     m->width = h->width;
     m->height = h->height;
@@ -243,21 +245,6 @@ static int all_zero(const uint8_t *p, size_t n)
     return 1;
 }
 
-/* Whether a valid record header starts at `at` (a detail set by the check
- * is not kept: the caller reports its own). */
-static int next_is_valid(fb_bfile *f, uint64_t at, uint64_t size)
-{
-    uint8_t raw[FB__REC_HDR_SIZE];
-    fb_rec_hdr h;
-    char detail[512];
-    snprintf(detail, sizeof detail, "%s", fb_last_error());
-    int ok = at <= size && size - at >= FB__REC_HDR_SIZE &&
-             fb__bfile_read(f, raw, sizeof raw, at) == 0 &&
-             fb__rec_hdr_decode(raw, sizeof raw, at, size, fb__bfile_name(f), &h) == 0;
-    fb__error(0, "%s", detail);
-    return ok;
-}
-
 /* Sequential reads through a window, so a scan costs one system call per
  * megabyte rather than two per record. */
 #define SCAN_WINDOW (1u << 20)
@@ -305,7 +292,38 @@ static int reader_get(reader *r, uint64_t at, size_t n, const uint8_t **out)
     return 0;
 }
 
-int fb__store_scan(fb_bfile *f, uint64_t limit, int sealed, fb_scan_fn fn, void *ud, uint64_t *end,
+/*
+ * Searches [from, size) at 8-byte steps for the first header that
+ * validates, fits the file and is plausible at its place (see
+ * fb__rec_plausible_at). *found is its offset, or FB__NO_OFFSET. The
+ * caller's error detail is kept: a search only answers where.
+ */
+static int resync(reader *r, uint32_t number, uint64_t from, uint64_t *found)
+{
+    static const uint8_t magic[4] = {'F', 'B', 'R', 'C'};
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", fb_last_error());
+    *found = FB__NO_OFFSET;
+    int rc = 0;
+    for (uint64_t at = fb__align8(from); at < r->size && r->size - at >= FB__REC_HDR_SIZE;
+         at += 8) {
+        const uint8_t *raw;
+        if ((rc = reader_get(r, at, FB__REC_HDR_SIZE, &raw)) != 0) {
+            return rc; /* an I/O or memory error is the search's own */
+        }
+        fb_rec_hdr h;
+        if (memcmp(raw, magic, sizeof magic) == 0 &&
+            fb__rec_hdr_decode(raw, FB__REC_HDR_SIZE, at, r->size, "", &h) == 0 &&
+            fb__rec_plausible_at(&h, number, at)) {
+            *found = at;
+            break;
+        }
+    }
+    fb__error(0, "%s", detail);
+    return rc;
+}
+
+int fb__store_scan(fb_bfile *f, uint64_t limit, int sealed, const fb_scan_cb *cb, uint64_t *end,
                    int *bad)
 {
     uint64_t size;
@@ -317,8 +335,9 @@ int fb__store_scan(fb_bfile *f, uint64_t limit, int sealed, fb_scan_fn fn, void 
         size = limit;
     }
     const char *name = fb__bfile_name(f);
+    uint32_t number = fb__bfile_number(f);
     reader r = {.f = f, .size = size};
-    uint64_t at = FB__BLOCK_HDR_SIZE;
+    uint64_t at = FB__BLOCK_HDR_SIZE, next = 0;
     *bad = 0;
     while (at < size) {
         const uint8_t *raw, *data = NULL;
@@ -331,28 +350,50 @@ int fb__store_scan(fb_bfile *f, uint64_t limit, int sealed, fb_scan_fn fn, void 
         }
         fb_rec_hdr h;
         int brc = fb__rec_hdr_decode(raw, n, at, size, name, &h);
-        if (brc == 0 && !(h.flags & FB__REC_PAD)) {
-            rc = reader_get(&r, at + FB__REC_HDR_SIZE, (size_t)h.stored_len, &data);
-            if (rc != 0) {
+        if (brc != 0) {
+            /* A damaged header hides the record's length. If a valid
+             * record follows, this is rot in the middle, not a torn tail:
+             * report the damaged range and go on from there. */
+            if ((rc = resync(&r, number, at + 8, &next)) != 0) {
+                goto out;
+            }
+            if (next == FB__NO_OFFSET) {
+                *bad = brc;
+                break;
+            }
+            if (cb->damaged != NULL && (rc = cb->damaged(cb->ud, at, next, brc)) != 0) {
+                goto out;
+            }
+            at = next;
+            continue;
+        }
+        next = at + fb__rec_size(h.stored_len);
+        if (!(h.flags & FB__REC_PAD)) {
+            if ((rc = reader_get(&r, at + FB__REC_HDR_SIZE, (size_t)h.stored_len, &data)) != 0) {
                 goto out;
             }
             brc = fb__rec_check_data(&h, data, at, name);
-            if (brc != 0 && (sealed || next_is_valid(f, at + fb__rec_size(h.stored_len), size))) {
-                if (fn != NULL && (rc = fn(ud, at, &h, NULL)) != 0) {
-                    goto out;
-                }
-                at += fb__rec_size(h.stored_len);
-                continue;
-            }
         }
         if (brc != 0) {
-            *bad = brc;
-            break;
+            /* Stored bytes that fail their CRC under a valid header: bit
+             * rot when the block was complete (sealed) or a valid record
+             * follows somewhere; otherwise the write of this record was
+             * torn by a crash. */
+            uint64_t found = FB__NO_OFFSET;
+            if (!sealed && (rc = resync(&r, number, next, &found)) != 0) {
+                goto out;
+            }
+            if (!sealed && found == FB__NO_OFFSET) {
+                *bad = brc;
+                break;
+            }
+            data = NULL;
         }
-        if (!(h.flags & FB__REC_PAD) && fn != NULL && (rc = fn(ud, at, &h, data)) != 0) {
+        if (!(h.flags & FB__REC_PAD) && cb->record != NULL &&
+            (rc = cb->record(cb->ud, at, &h, data)) != 0) {
             goto out;
         }
-        at += fb__rec_size(h.stored_len);
+        at = next;
     }
     *end = at;
 out:
@@ -381,6 +422,14 @@ static int vec_push(entry_vec *ev, const fb_idx_entry *e)
     return 0;
 }
 
+/* What a scan for recovery collects: the records, in order; damage is
+ * logged (verify reports it as a problem instead). */
+typedef struct collector {
+    entry_vec ev;
+    fb_store *s;
+    const char *name;
+} collector;
+
 static int collect_entry(void *ud, uint64_t at, const fb_rec_hdr *h, const uint8_t *data)
 {
     /* A record with rotten bytes stays indexed: reading it is then a
@@ -391,7 +440,18 @@ static int collect_entry(void *ud, uint64_t at, const fb_rec_hdr *h, const uint8
                       h->cookie,
                       h->flags | (data == NULL ? FB__REC_X_BADDATA : 0),
                       h->data_crc};
-    return vec_push(ud, &e);
+    return vec_push(&((collector *)ud)->ev, &e);
+}
+
+static int collect_damage(void *ud, uint64_t at, uint64_t next, int error)
+{
+    collector *c = ud;
+    (void)error;
+    fb__log(c->s, FB_LOG_ERROR,
+            "%s: %s; the %" PRIu64 " bytes up to the next valid record at offset %" PRIu64
+            " are lost, the records after them are kept",
+            c->name, fb_last_error(), next - at, next);
+    return 0;
 }
 
 static int write_index(fb_store *s, fb_block *b, const fb_idx_entry *e, uint64_t n,
@@ -438,12 +498,13 @@ static int block_entries(fb_store *s, fb_block *b, int rebuild, fb_idx_entry **e
         return rc;
     }
     fb__log(s, FB_LOG_WARN, "%s: %s; rebuilding it from the block", b->name, fb_last_error());
-    entry_vec ev = {0};
+    collector c = {.s = s, .name = b->name};
+    fb_scan_cb cb = {collect_entry, collect_damage, &c};
     uint64_t end = 0;
     int bad = 0;
-    rc = fb__store_scan(b->file, 0, 1, collect_entry, &ev, &end, &bad);
+    rc = fb__store_scan(b->file, 0, 1, &cb, &end, &bad);
     if (rc != 0) {
-        fb__free(ev.v);
+        fb__free(c.ev.v);
         return rc;
     }
     if (bad != 0) {
@@ -451,14 +512,14 @@ static int block_entries(fb_store *s, fb_block *b, int rebuild, fb_idx_entry **e
                 end, fb_last_error());
     }
     if (rebuild && s->writable) {
-        rc = write_index(s, b, ev.v, ev.n, end > size ? size : (bad ? size : end));
+        rc = write_index(s, b, c.ev.v, c.ev.n, end > size ? size : (bad ? size : end));
         if (rc != 0) {
             fb__log(s, FB_LOG_WARN, "%s: cannot write the rebuilt index: %s", b->name,
                     fb_last_error());
         }
     }
-    *entries = ev.v;
-    *n = ev.n;
+    *entries = c.ev.v;
+    *n = c.ev.n;
     *data_end = bad ? size : end;
     return 0;
 }
@@ -526,10 +587,11 @@ static int scan_active(fb_store *s, fb_block *b)
     if (rc != 0) {
         return rc;
     }
-    entry_vec ev = {0};
+    collector c = {.s = s, .name = b->name};
+    fb_scan_cb cb = {collect_entry, collect_damage, &c};
     uint64_t end = 0;
     int bad = 0;
-    rc = fb__store_scan(b->file, 0, 0, collect_entry, &ev, &end, &bad);
+    rc = fb__store_scan(b->file, 0, 0, &cb, &end, &bad);
     if (rc != 0) {
         goto out;
     }
@@ -547,12 +609,12 @@ static int scan_active(fb_store *s, fb_block *b)
     b->durable_upto = end;
     b->reserved_end = end;
     b->file_bytes = end;
-    b->written = ev.v;
-    b->nwritten = ev.n;
-    b->cwritten = ev.cap;
-    ev.v = NULL;
+    b->written = c.ev.v;
+    b->nwritten = c.ev.n;
+    b->cwritten = c.ev.cap;
+    c.ev.v = NULL;
 out:
-    fb__free(ev.v);
+    fb__free(c.ev.v);
     return rc;
 }
 
@@ -711,14 +773,37 @@ int fb__journal_path(const fb_store *s, char *out, size_t cap)
 static int fsync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0) {
+    if (fd < 0) {
+        return fb__error(fb__errno_code(errno), "cannot open %s: %s", path, strerror(errno));
+    }
+    if (fsync(fd) != 0) {
         int e = errno;
-        if (fd >= 0) {
-            close(fd);
-        }
+        close(fd);
         return fb__error(fb__errno_code(e), "cannot fsync %s: %s", path, strerror(e));
     }
     close(fd);
+    return 0;
+}
+
+/* Writes all n bytes at offset 0 of fd: a short write is not an error
+ * (POSIX allows one; the rest follows). Returns 0 or the errno. */
+static int write_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *q = p;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = pwrite(fd, q + done, n - done, (off_t)done);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w < 0) {
+            return errno;
+        }
+        if (w == 0) {
+            return EIO; /* no progress and no reason: do not spin */
+        }
+        done += (size_t)w;
+    }
     return 0;
 }
 
@@ -752,10 +837,17 @@ static int take_lock(fb_store *s)
     }
     char text[32];
     int len = snprintf(text, sizeof text, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)len, 0) != len) {
-        int e = errno;
+    int e = 0;
+    const char *verb = "truncate";
+    if (ftruncate(fd, 0) != 0) {
+        e = errno;
+    } else {
+        verb = "write";
+        e = write_all(fd, text, (size_t)len);
+    }
+    if (e != 0) {
         close(fd);
-        return fb__error(fb__errno_code(e), "cannot write %s: %s", path, strerror(e));
+        return fb__error(fb__errno_code(e), "cannot %s %s: %s", verb, path, strerror(e));
     }
     s->lock_fd = fd;
     return 0;
@@ -792,15 +884,22 @@ int fb__store_write_file(const fb_store *s, const char *name, const uint8_t *dat
     if (fd < 0) {
         return fb__error(fb__errno_code(errno), "cannot create %s: %s", tmp, strerror(errno));
     }
-    if (pwrite(fd, data, len, 0) != (ssize_t)len || fsync(fd) != 0) {
-        int e = errno ? errno : EIO;
-        close(fd);
-        unlink(tmp);
-        return fb__error(fb__errno_code(e), "cannot write %s: %s", tmp, strerror(e));
+    const char *verb = "write";
+    int e = write_all(fd, data, len);
+    if (e == 0 && fsync(fd) != 0) {
+        verb = "fsync";
+        e = errno;
     }
-    close(fd);
+    if (close(fd) != 0 && e == 0) {
+        verb = "close";
+        e = errno;
+    }
+    if (e != 0) {
+        unlink(tmp);
+        return fb__error(fb__errno_code(e), "cannot %s %s: %s", verb, tmp, strerror(e));
+    }
     if (rename(tmp, path) != 0) {
-        int e = errno;
+        e = errno;
         unlink(tmp);
         return fb__error(fb__errno_code(e), "cannot rename %s: %s", tmp, strerror(e));
     }
@@ -1532,7 +1631,8 @@ int fb_put_webp(fb_store *s, const void *webp, size_t len, uint32_t width, uint3
                     .data_crc = fb__crc32c(0, stored, stored_len),
                     .stored_len = stored_len,
                     .plain_len = len,
-                    .created = (int64_t)time(NULL)};
+                    .created = (int64_t)time(NULL),
+                    .birth_len = (uint32_t)stored_len};
     uint64_t off = 0;
     if ((rc = fb__store_append(s, &h, stored, &b, &off)) != 0) {
         goto out;
@@ -1562,8 +1662,12 @@ out:
 
 int fb_put(fb_store *s, const void *data, size_t len, const fb_image_opts *opts, fb_meta *meta)
 {
-    if (s == NULL || data == NULL || len == 0) {
-        return fb__error(FB_EINVAL, "fb_put needs a store and a non-empty image");
+    if (s == NULL || (data == NULL && len != 0)) {
+        return fb__error(FB_EINVAL, "fb_put needs a store and an image");
+    }
+    if (len == 0) {
+        /* Bad input, like any other upload that is no image (HTTP 415). */
+        return fb__error(FB_EUNSUPPORTED, "empty image (0 bytes)");
     }
     if (!s->writable) {
         return fb__error(FB_EREADONLY, "store %s is open read-only", s->dir);
@@ -1582,6 +1686,18 @@ int fb_put(fb_store *s, const void *data, size_t len, const fb_image_opts *opts,
 /* ------------------------------------------------------------------------ */
 /* Lookups                                                                   */
 
+/* Whether the record of e, whose stored length differs from a triple's
+ * size, was born with that size (a record re-encrypted by rekey keeps its
+ * birth length in its header). One header read; only on this path. */
+static int birth_size_is(fb_block *b, const fb_index_entry *e, uint64_t size)
+{
+    if (size == 0 || size > FB__MAX_STORED) {
+        return 0;
+    }
+    fb_rec_hdr h;
+    return read_header(b, fb__key_offset(e->loc), e->key, &h) == 0 && h.birth_len == size;
+}
+
 /* Resolves an address to its index entry and (retained) current block. */
 static int resolve(fb_store *s, const fb_addr *a, fb_index_entry *e, fb_block **blk)
 {
@@ -1590,8 +1706,8 @@ static int resolve(fb_store *s, const fb_addr *a, fb_index_entry *e, fb_block **
     }
     pthread_rwlock_rdlock(&s->index_lock);
     const fb_index_entry *x = fb__index_find(&s->index, a->key);
-    int ok = x != NULL && (a->by_id ? x->cookie == a->cookie
-                                    : (uint64_t)(x->len_bits & FB__IX_LEN_MASK) == a->size);
+    int ok = x != NULL && (!a->by_id || x->cookie == a->cookie);
+    int size_ok = ok && (a->by_id || (uint64_t)(x->len_bits & FB__IX_LEN_MASK) == a->size);
     fb_block *b = NULL;
     if (ok) {
         *e = *x;
@@ -1601,6 +1717,11 @@ static int resolve(fb_store *s, const fb_addr *a, fb_index_entry *e, fb_block **
         }
     }
     pthread_rwlock_unlock(&s->index_lock);
+    if (ok && !size_ok && (b == NULL || !birth_size_is(b, e, a->size))) {
+        fb__block_release(b);
+        b = NULL;
+        ok = 0;
+    }
     if (!ok) {
         char name[32];
         fb__block_name(fb__key_block(a->key), name);

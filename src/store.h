@@ -124,17 +124,30 @@ int fb__store_read_record(fb_block *blk, uint64_t off, fb_rec_hdr *h, uint8_t **
 int fb__store_block_entries(fb_store *s, fb_block *blk, fb_idx_entry **entries, uint64_t *n);
 
 /*
- * Scans a block file from its header to `limit` (or its size), calling fn
- * for every valid record with its header offset. Stops at the first record
- * that does not validate: *end gets where it stopped, *bad the error (0 at a
- * clean end: end of file or zeros) with the detail set. A record whose
- * header is valid but whose stored bytes fail their CRC, followed by a valid
- * record (or anywhere in a sealed block, which was complete when sealed),
- * is bit rot rather than a torn write: fn gets it with data NULL and the
- * scan goes on.
+ * Scans a block file from its header to `limit` (or its size), calling
+ * cb->record for every valid record with its header offset (pads are
+ * stepped over). Stops at a clean end (end of file, or zeros where a header
+ * would be) or at a torn tail: damage with no valid record after it. *end
+ * gets where it stopped, *bad the error at a torn tail (0 at a clean end)
+ * with the detail set.
+ *
+ * Damage followed by a valid record is bit rot, not a torn write, and the
+ * scan goes on past it (so no acknowledged record after it is lost):
+ *   - a valid header whose stored bytes fail their CRC (anywhere in a
+ *     sealed block, which was complete when sealed): cb->record gets it
+ *     with data NULL, and the scan steps over it by its length;
+ *   - a header that does not validate: the scan searches forward at 8-byte
+ *     steps for the next valid, plausible header, and cb->damaged gets the
+ *     range [at, next) and the header's error (the detail is set).
+ * A callback's non-zero return stops the scan and is returned.
  */
 typedef int (*fb_scan_fn)(void *ud, uint64_t at, const fb_rec_hdr *h, const uint8_t *data);
-int fb__store_scan(fb_bfile *f, uint64_t limit, int sealed, fb_scan_fn fn, void *ud, uint64_t *end,
+typedef struct fb_scan_cb {
+    fb_scan_fn record;
+    int (*damaged)(void *ud, uint64_t at, uint64_t next, int error);
+    void *ud;
+} fb_scan_cb;
+int fb__store_scan(fb_bfile *f, uint64_t limit, int sealed, const fb_scan_cb *cb, uint64_t *end,
                    int *bad);
 
 /* Seals the active block and starts a new one (append_lock held). */

@@ -43,9 +43,17 @@ static void problem(vctx *v, const char *block, uint64_t offset, int error, cons
     }
 }
 
+/* A range of a block whose header did not validate, up to the next valid
+ * record: reported once, and left out of the index comparisons. */
+typedef struct damage {
+    uint64_t from, to; /* header offsets */
+} damage;
+
 typedef struct scanned {
     fb_idx_entry *v;
     size_t n, cap;
+    damage *d;
+    size_t nd, capd;
     vctx *ctx;
     fb_bfile *file;
 } scanned;
@@ -53,10 +61,6 @@ typedef struct scanned {
 static int collect(void *ud, uint64_t at, const fb_rec_hdr *h, const uint8_t *data)
 {
     scanned *sc = ud;
-    if (data == NULL) {
-        problem(sc->ctx, fb__bfile_name(sc->file), at, FB_ECORRUPT,
-                "crc mismatch in %s at offset %" PRIu64, fb__bfile_name(sc->file), at);
-    }
     if (sc->n == sc->cap) {
         size_t ncap = sc->cap ? sc->cap * 2 : 256;
         fb_idx_entry *nv = fb__realloc(sc->v, ncap * sizeof *nv);
@@ -68,6 +72,50 @@ static int collect(void *ud, uint64_t at, const fb_rec_hdr *h, const uint8_t *da
     }
     sc->v[sc->n++] = (fb_idx_entry){
         h->key, at + FB__REC_HDR_SIZE, (uint32_t)h->stored_len, h->cookie, h->flags, h->data_crc};
+    if (data == NULL) {
+        problem(sc->ctx, fb__bfile_name(sc->file), at, FB_ECORRUPT,
+                "crc mismatch in %s at offset %" PRIu64, fb__bfile_name(sc->file), at);
+    }
+    return 0;
+}
+
+static int add_damage(scanned *sc, uint64_t at, uint64_t next)
+{
+    if (sc->nd == sc->capd) {
+        size_t ncap = sc->capd ? sc->capd * 2 : 8;
+        damage *nd = fb__realloc(sc->d, ncap * sizeof *nd);
+        if (nd == NULL) {
+            return fb__error(FB_ENOMEM, "out of memory verifying");
+        }
+        sc->d = nd;
+        sc->capd = ncap;
+    }
+    sc->d[sc->nd++] = (damage){at, next};
+    return 0;
+}
+
+static int collect_damage(void *ud, uint64_t at, uint64_t next, int error)
+{
+    scanned *sc = ud;
+    int rc = add_damage(sc, at, next);
+    if (rc != 0) {
+        return rc;
+    }
+    problem(sc->ctx, fb__bfile_name(sc->file), at, error,
+            "%s; %" PRIu64 " bytes unreadable up to the next valid record at offset %" PRIu64,
+            fb_last_error(), next - at, next);
+    return 0;
+}
+
+/* Whether the record whose payload is at off lies in a damaged range. */
+static int in_damage(const scanned *sc, uint64_t off)
+{
+    uint64_t at = off - FB__REC_HDR_SIZE;
+    for (size_t i = 0; i < sc->nd; i++) {
+        if (at >= sc->d[i].from && at < sc->d[i].to) {
+            return 1;
+        }
+    }
     return 0;
 }
 
@@ -114,7 +162,12 @@ static int check_index_file(vctx *v, fb_block *b, const scanned *sc, uint64_t si
         }
         return 0;
     }
+    uint64_t listed = 0;
     for (uint64_t i = 0; i < n; i++) {
+        if (in_damage(sc, e[i].offset)) {
+            continue; /* its damaged header is reported already */
+        }
+        listed++;
         const fb_idx_entry *r = find_offset(sc, e[i].offset);
         if (r == NULL || r->key != e[i].key || r->cookie != e[i].cookie ||
             r->stored_len != e[i].stored_len || r->data_crc != e[i].data_crc ||
@@ -123,8 +176,8 @@ static int check_index_file(vctx *v, fb_block *b, const scanned *sc, uint64_t si
                     "%s entry %" PRIu64 " does not match the record in the block", iname, i);
         }
     }
-    if (n != sc->n) {
-        problem(v, iname, 0, FB_ECORRUPT, "index lists %" PRIu64 " records, block has %zu", n,
+    if (listed != sc->n) {
+        problem(v, iname, 0, FB_ECORRUPT, "index lists %" PRIu64 " records, block has %zu", listed,
                 sc->n);
     }
     fb__free(e);
@@ -155,8 +208,8 @@ static int check_memory_index(vctx *v, fb_block *b, const scanned *sc, uint64_t 
     }
     for (size_t i = 0; i < k; i++) {
         uint64_t off = fb__key_offset(snap[i].loc);
-        if (off >= limit) {
-            continue; /* written after this block was scanned */
+        if (off >= limit || in_damage(sc, off)) {
+            continue; /* written after this block was scanned, or reported */
         }
         const fb_idx_entry *r = find_offset(sc, off);
         /* The deleted bit is set once the tombstone is durable, just before
@@ -195,21 +248,28 @@ static int verify_block(vctx *v, fb_block *b, int sealed, uint64_t limit)
         return 0;
     }
     scanned sc = {.ctx = v, .file = b->file};
+    fb_scan_cb cb = {collect, collect_damage, &sc};
     uint64_t end = 0;
     int bad = 0;
     if (limit > size) {
         limit = size;
     }
-    rc = fb__store_scan(b->file, limit, sealed, collect, &sc, &end, &bad);
+    rc = fb__store_scan(b->file, limit, sealed, &cb, &end, &bad);
     if (rc != 0) {
-        fb__free(sc.v);
-        return rc;
+        goto out;
     }
     if (bad != 0) {
         problem(v, b->name, end, bad, "%s", fb_last_error());
+        /* One problem for the unreadable rest, not one per record in it. */
+        if ((rc = add_damage(&sc, end, UINT64_MAX)) != 0) {
+            goto out;
+        }
     } else if (end < limit) {
         problem(v, b->name, end, FB_ECORRUPT, "%" PRIu64 " bytes of zeros where records should be",
                 limit - end);
+        if ((rc = add_damage(&sc, end, UINT64_MAX)) != 0) {
+            goto out;
+        }
     }
     v->res.records_checked += sc.n;
     v->res.bytes_checked += end;
@@ -222,7 +282,9 @@ static int verify_block(vctx *v, fb_block *b, int sealed, uint64_t limit)
     if (rc == 0) {
         rc = check_memory_index(v, b, &sc, end);
     }
+out:
     fb__free(sc.v);
+    fb__free(sc.d);
     return rc;
 }
 

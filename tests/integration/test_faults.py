@@ -225,8 +225,6 @@ def test_put_under_faults(store, ops, errno, mode):
         assert faulted >= 1
 
 
-@pytest.mark.xfail(strict=True, reason="store.c take_lock and fb__store_write_file treat a "
-                   "short pwrite as an error and report a stale errno ('File exists')")
 def test_short_writes_on_small_files(tmp_path):
     """A short write is not an error: the rest must be written (POSIX allows it)."""
     need_shim()
@@ -451,8 +449,6 @@ def test_full_disk_server_503_reads_work_remount_resumes(tmp_path, small_disk):
     s.check("after the full disk")
 
 
-@pytest.mark.xfail(strict=True, reason="compact.c check_space wants live + 8 MiB free even "
-                   "for a block with no live record, so a full disk cannot be reclaimed")
 def test_full_disk_cli_delete_compact_resumes(tmp_path, small_disk):
     """Full disk: put says ENOSPC, reads work, deleting a whole block and
     compacting frees its space, and puts resume."""

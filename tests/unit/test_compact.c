@@ -2,7 +2,6 @@
  * resolve afterwards with the same bytes, deletions stay deleted, space is
  * reclaimed, and a crash (a snapshot of the directory) at any point of a
  * compaction loses nothing and resurrects nothing. */
-#pragma GCC diagnostic ignored "-Wformat-truncation"
 #include "fb_test.h"
 #include "store_helpers.h"
 
@@ -240,6 +239,124 @@ TEST(rekey_retires_the_old_key)
     free(dir);
 }
 
+/* Plain records encrypted by rekey change their stored size; the seed
+ * triple given out at upload still resolves, to the same bytes, after the
+ * rekey, a compaction and a reopen, and metadata keeps naming it. */
+TEST(rekey_keeps_seed_triples_of_plain_records)
+{
+    char *dir = fb_test_tmpdir("rekey-plain");
+    char k1[FB_KEY_LEN + 1];
+    CHECK_OK(fb_keygen(k1));
+    const char *keys[1] = {k1};
+    fb_options o = th_opts();
+    o.max_block_size = 16384;
+    fb_store *s = make_store(dir, &o); /* no key: every record plain */
+    CHECK(s != NULL);
+    CHECK_OK(fb_close(s));
+    o.keys = keys;
+    o.nkeys = 1;
+    CHECK_OK(fb_open(dir, &o, &s));
+    fb_compact_result r;
+    CHECK_OK(fb_rekey(s, NULL, NULL, &r));
+    CHECK(r.records_moved >= (uint64_t)(N / 2));
+    for (int pass = 0; pass < 3; pass++) {
+        CHECK_EQ(check_all(s), 0);
+        for (int i = 0; i < N; i++) {
+            if (deleted[i]) {
+                continue;
+            }
+            fb_addr t;
+            fb_meta mt;
+            CHECK_OK(fb_addr_from_triple(m[i].block, m[i].offset, m[i].size, &t));
+            CHECK_OK(fb_stat(s, &t, &mt));
+            CHECK_EQ(mt.flags & FB_META_FERNET, FB_META_FERNET); /* really re-encrypted */
+            CHECK_STR_EQ(mt.id, m[i].id);
+            CHECK_U64_EQ(mt.size, m[i].size); /* metadata names the same triple */
+            CHECK_STR_EQ(mt.block, m[i].block);
+            CHECK_U64_EQ(mt.offset, m[i].offset);
+            /* Any other size is still not found. */
+            t.size = m[i].size + 1;
+            CHECK_RC(fb_stat(s, &t, &mt), FB_ENOTFOUND);
+            t.size = 0;
+            CHECK_RC(fb_stat(s, &t, &mt), FB_ENOTFOUND);
+        }
+        if (pass == 0) {
+            /* Moved again by a compaction: the birth length goes along. */
+            for (int i = N / 2; i < N; i += 2) {
+                fb_addr a;
+                CHECK_OK(fb_addr_from_id(m[i].id, &a));
+                CHECK_OK(fb_delete(s, &a, NULL));
+                deleted[i] = 1;
+            }
+            CHECK_OK(fb_compact(s, 0.0, NULL, NULL, &r));
+            CHECK(r.blocks_compacted > 0);
+        } else if (pass == 1) {
+            CHECK_OK(fb_close(s));
+            o.cache_bytes = 0;
+            CHECK_OK(fb_open(dir, &o, &s));
+        }
+    }
+    CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
+    /* A triple deletes what it names. */
+    int live = 0;
+    while (deleted[live]) {
+        live++;
+    }
+    fb_addr t;
+    CHECK_OK(fb_addr_from_triple(m[live].block, m[live].offset, m[live].size, &t));
+    CHECK_OK(fb_delete(s, &t, NULL));
+    deleted[live] = 1;
+    CHECK_EQ(check_all(s), 0);
+    CHECK_OK(fb_close(s));
+    fb_test_rmtree(dir);
+    free(dir);
+}
+
+/* A block with no live record is removed without asking for free space or
+ * writing a journal: on a full disk, deleting and compacting frees room. */
+TEST(dead_block_compacts_without_free_space)
+{
+    char *dir = fb_test_tmpdir("compact-dead");
+    fb_options o = th_opts();
+    o.max_block_size = 16384;
+    fb_store *s = make_store(dir, &o);
+    CHECK(s != NULL);
+    for (int i = 0; i < N; i++) {
+        if (!deleted[i] && strcmp(m[i].block, "block_00000001.fbk") == 0) {
+            fb_addr a;
+            CHECK_OK(fb_addr_from_id(m[i].id, &a));
+            CHECK_OK(fb_delete(s, &a, NULL));
+            deleted[i] = 1;
+        }
+    }
+    /* The journal cannot be written (a directory stands in its way), as on
+     * a full disk: a wholly dead block needs none. */
+    char *jtmp = th_path(dir, "compact.journal.tmp");
+    CHECK_EQ(mkdir(jtmp, 0755), 0);
+    fb_compact_result r;
+    CHECK_OK(fb_compact(s, 1.0, NULL, NULL, &r));
+    CHECK_EQ(r.blocks_compacted, 1);
+    CHECK_EQ(r.records_moved, 0);
+    char *b1 = th_path(dir, "blocks/block_00000001.fbk");
+    CHECK_EQ(th_file_size(b1), -1);
+    CHECK_EQ(check_all(s), 0);
+    /* A block with live records needs its journal: refused cleanly. */
+    CHECK_RC(fb_compact(s, 0.0, NULL, NULL, &r), FB_EIO);
+    CHECK_EQ(check_all(s), 0);
+    CHECK_EQ(rmdir(jtmp), 0);
+    CHECK_OK(fb_compact(s, 0.0, NULL, NULL, &r));
+    CHECK_EQ(check_all(s), 0);
+    CHECK_OK(fb_close(s));
+    CHECK_OK(fb_open(dir, &o, &s));
+    CHECK_EQ(check_all(s), 0);
+    CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
+    CHECK_OK(fb_close(s));
+    free(b1);
+    free(jtmp);
+    fb_test_rmtree(dir);
+    free(dir);
+}
+
 TEST(tombstone_kept_while_its_target_block_exists)
 {
     char *dir = fb_test_tmpdir("compact-tomb");
@@ -304,6 +421,8 @@ int main(void)
     RUN(crash_during_compaction_loses_nothing);
     RUN(cancelled_compaction_is_consistent);
     RUN(rekey_retires_the_old_key);
+    RUN(rekey_keeps_seed_triples_of_plain_records);
+    RUN(dead_block_compacts_without_free_space);
     RUN(tombstone_kept_while_its_target_block_exists);
     return TEST_REPORT();
 }

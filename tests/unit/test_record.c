@@ -72,6 +72,51 @@ TEST(record_header_roundtrip_and_damage)
     CHECK_OK(fb__rec_hdr_decode(raw, 64, 64, 8192, "b", &d));
 }
 
+/* Bytes 56..59: the birth stored length (0 in records of earlier writers,
+ * which read as "same as the stored length"). */
+TEST(record_header_birth_length)
+{
+    fb_rec_hdr h = {.flags = FB__REC_FERNET | FB__REC_MOVED,
+                    .key = fb__key_make(1, 128),
+                    .stored_len = 1088,
+                    .plain_len = 1000,
+                    .birth_len = 1000};
+    uint8_t raw[64];
+    fb__rec_hdr_encode(raw, &h);
+    CHECK_EQ(fb__get_le32(raw + 56), 1000);
+    fb_rec_hdr d;
+    CHECK_OK(fb__rec_hdr_decode(raw, 64, 4032, 8192, "b", &d));
+    CHECK_EQ(d.birth_len, 1000);
+    CHECK_U64_EQ(fb__rec_birth_len(&d), 1000);
+    h.birth_len = 0;
+    fb__rec_hdr_encode(raw, &h);
+    CHECK_OK(fb__rec_hdr_decode(raw, 64, 4032, 8192, "b", &d));
+    CHECK_U64_EQ(fb__rec_birth_len(&d), 1088);
+    h.birth_len = FB__MAX_STORED + 1;
+    fb__rec_hdr_encode(raw, &h);
+    CHECK_RC(fb__rec_hdr_decode(raw, 64, 4032, 8192, "b", &d), FB_ECORRUPT);
+}
+
+/* Which headers a resynchronising scan accepts at header offset `at`. */
+TEST(record_plausible_at_its_place)
+{
+    fb_rec_hdr h = {.key = fb__key_make(5, 1000 + 64)};
+    CHECK(fb__rec_plausible_at(&h, 5, 1000));  /* its own birth address */
+    CHECK(!fb__rec_plausible_at(&h, 5, 2000)); /* an original elsewhere */
+    CHECK(!fb__rec_plausible_at(&h, 6, 1000));
+    h.flags = FB__REC_MOVED;
+    CHECK(fb__rec_plausible_at(&h, 6, 64));   /* a copy of an older image */
+    CHECK(fb__rec_plausible_at(&h, 5, 2000)); /* moved within its block */
+    CHECK(!fb__rec_plausible_at(&h, 5, 1000));
+    CHECK(!fb__rec_plausible_at(&h, 4, 64)); /* names a later address */
+    h.flags = FB__REC_TOMBSTONE;
+    CHECK(fb__rec_plausible_at(&h, 9, 64));
+    CHECK(!fb__rec_plausible_at(&h, 5, 64));
+    h.flags = FB__REC_PAD;
+    h.key = 0;
+    CHECK(!fb__rec_plausible_at(&h, 5, 64));
+}
+
 TEST(data_crc)
 {
     uint8_t data[100];
@@ -233,6 +278,8 @@ TEST(meta_json)
 int main(void)
 {
     RUN(record_header_roundtrip_and_damage);
+    RUN(record_header_birth_length);
+    RUN(record_plausible_at_its_place);
     RUN(data_crc);
     RUN(marker_and_block_header);
     RUN(index_file_roundtrip_and_damage);
