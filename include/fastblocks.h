@@ -187,7 +187,7 @@ typedef struct fb_meta {
     char id[FB_ID_LEN + 1];        /* public id: 24 lowercase hex digits */
     char block[FB_BLOCK_NAME_MAX]; /* birth block name, e.g. "block_00000001.fbk" */
     uint64_t offset;               /* birth offset of the stored bytes in that block */
-    uint64_t size;                 /* stored length (the seed triple's size) */
+    uint64_t size;                 /* stored length at first write (the seed triple's size) */
     uint64_t bytes;                /* length of the WebP image served */
     uint32_t width, height;        /* pixels */
     int64_t created;               /* unix seconds of the first write */

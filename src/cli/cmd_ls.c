@@ -15,7 +15,7 @@ static const char help[] =
     "\n"
     "Lists the stored images, oldest first, one per line:\n"
     "  ID  BYTES  WIDTHxHEIGHT  CREATED (UTC)  BLOCK/OFFSET/SIZE\n"
-    "BYTES is the size of the WebP served; SIZE the stored size. With --json,\n"
+    "BYTES is the size of the WebP served; SIZE the stored length at upload. With --json,\n"
     "each line is the metadata object of the HTTP API. The store is opened\n"
     "read-only.\n"
     "\n"
