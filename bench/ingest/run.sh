@@ -60,7 +60,7 @@ PY
     t1=$(date +%s.%N)
     printf '%s\n' "${files[@]}" | xargs -P 2 -I{} sh -c 'cwebp -quiet -q 80 -m 4 "$1" -o "$2/p.$$.webp"' _ {} "$tmp"
     t2=$(date +%s.%N)
-    echo "{\"wall_1p_s\": $(echo "$t1 - $t0" | bc), \"wall_2p_s\": $(echo "$t2 - $t1" | bc)}" >"$out/cwebp_procs_$set.json"
+    echo "{\"wall_1p_s\": $(echo "$t1 - $t0" | bc | sed "s/^\./0./"), \"wall_2p_s\": $(echo "$t2 - $t1" | bc | sed "s/^\./0./")}" >"$out/cwebp_procs_$set.json"
 
     # The original (Pillow, one thread, in process), same images and quality.
     RESULTS_DIR=$tmp /usr/bin/python3 "$shared/baseline/bench_ingest.py" "$corpus/$set" --runs 1 \

@@ -7,6 +7,7 @@ set style histogram clustered gap 1
 set logscale y
 set ylabel "ms (log scale, lower is better)"
 set xtics rotate by -35 scale 0
-set bmargin 9
+set bmargin 10
+set rmargin 10
 set key top left
 plot "http_latency.dat" using 2:xtic(1) title "p50", "" using 3 title "p99"

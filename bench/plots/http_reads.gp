@@ -8,6 +8,7 @@ set logscale y
 set yrange [1:*]
 set ylabel "requests/s (log scale, higher is better)"
 set xtics rotate by -35 scale 0
-set bmargin 9
+set bmargin 10
+set rmargin 10
 unset key
 plot "http_reads.dat" using 2:3:4:xtic(1) lc rgb "#4477aa"

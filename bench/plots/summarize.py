@@ -153,8 +153,9 @@ if machine:
     md.append(f"{machine.get('nproc')} cores ({machine.get('cpu')}), "
               f"{machine.get('mem_total')} RAM, kernel {machine.get('kernel')}, "
               f"Debian {machine.get('debian')}; commit {machine.get('commit')}, "
-              f"{machine.get('date')}; {machine.get('runs')} run(s) per figure"
-              f"{' (--quick)' if machine.get('quick') else ''}; corpus {machine.get('corpus')}; "
+              f"last run-all started {machine.get('date')}; runs per area: "
+              + ", ".join(f"{a} {len(v)}" for a, v in per_area.items())
+              + f"{' (--quick)' if machine.get('quick') else ''}; corpus {machine.get('corpus')}; "
               f"1-minute load average at the start of the runs: {fmt(stat(loads))} ("
               + ", ".join(f"{a} {fmt(stat(v))}" for a, v in per_area.items()) + ").\n")
 
@@ -168,7 +169,8 @@ if runs:
     for s in sets:
         g = {k: stat([p[s].get(k) for p in per if s in p]) for k in
              ("images", "megapixels", "fb_ms_per_image", "cwebp_ms_per_image",
-              "throughput_vs_cwebp", "fb_img_per_s_1t", "fb_img_per_s_2t", "fb_speedup_2t",
+              "throughput_vs_cwebp", "cpu_throughput_vs_cwebp", "fb_cpu_ms_per_image",
+              "cwebp_cpu_ms_per_image", "fb_img_per_s_1t", "fb_img_per_s_2t", "fb_speedup_2t",
               "cwebp_procs_speedup_2p", "original_img_per_s", "original_readme_img_per_s",
               "fb_speedup_vs_original_1t", "size_vs_cwebp", "size_vs_original",
               "max_peak_extra_MB", "max_peak_extra_bytes_per_px")}
@@ -181,14 +183,15 @@ if runs:
             put(f"ingest.{s}.{k}", v)
         n = int(g["images"]["median"]) if g["images"] else 0
         rows.append([f"{s} ({n} photos)", fmt(g["fb_ms_per_image"]), fmt(g["cwebp_ms_per_image"]),
-                     ratio_fmt(g["throughput_vs_cwebp"]), fmt(g["original_ms_per_image"]),
+                     ratio_fmt(g["throughput_vs_cwebp"]), ratio_fmt(g["cpu_throughput_vs_cwebp"]),
+                     fmt(g["original_ms_per_image"]),
                      ratio_fmt(g["fb_speedup_vs_original_1t"]),
                      ratio_fmt(g["vs_original_readme"]), ratio_fmt(g["size_vs_cwebp"]),
                      ratio_fmt(g["size_vs_original"])])
         drows.append([s, *mm(g["fb_ms_per_image"]), *mm(g["cwebp_ms_per_image"]),
                       *mm(g["original_ms_per_image"])])
     table(["set", "FastBlocks ms/image", "cwebp ms/image", "speed vs cwebp",
-           "original ms/image (plain)", "speed vs original (plain)",
+           "CPU efficiency vs cwebp", "original ms/image (plain)", "speed vs original (plain)",
            "vs original (README cfg)", "bytes vs cwebp", "bytes vs original"], rows)
     rows = []
     for s in sets:
@@ -438,7 +441,6 @@ if runs:
         for (app, c), lst in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             rps = stat([num(x["req_per_s"]) for x in lst])
             p99 = stat([num(x["p99_ms"]) for x in lst])
-            seed = stat([num(x["req_per_s"]) for x in by.get(("seed", c), [])])
             r = stat([div(num(a["req_per_s"]), num(b["req_per_s"]))
                       for a, b in zip(lst, by.get(("seed", c), []))])
             put(f"python.fastapi.{app}.c{c}.req_per_s", rps)
@@ -447,7 +449,6 @@ if runs:
             rows.append([app, c, fmt(rps), fmt(p99, unit=" ms"), ratio_fmt(r)])
             if c == min(k[1] for k in by):
                 drows.append([app, *mm(rps)])
-            del seed
         md.append("FastAPI reads (uvicorn, one worker, wrk), the same images:\n")
         table(["app", "conns", "req/s", "p99", "vs the original app"], rows)
         dat("fastapi", ["app", "rps", "rps_min", "rps_max"], drows)

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import BINARY, Server, corpus_files, multipart_body  # noqa: F401
+from conftest import BINARY, Server
 
 SOURCE = pathlib.Path(os.environ.get("FB_SOURCE_DIR",
                                      pathlib.Path(__file__).resolve().parents[2]))
