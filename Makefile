@@ -40,7 +40,7 @@ test: deps-test build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 bench: deps-bench build
-	bench/run-all
+	bench/run-all --build $(BUILD)
 
 format: deps-test
 	clang-format -i $(C_FILES)

@@ -307,7 +307,7 @@ static int resync(reader *r, uint32_t number, uint64_t from, uint64_t *found)
     int rc = 0;
     for (uint64_t at = fb__align8(from); at < r->size && r->size - at >= FB__REC_HDR_SIZE;
          at += 8) {
-        const uint8_t *raw;
+        const uint8_t *raw = NULL;
         if ((rc = reader_get(r, at, FB__REC_HDR_SIZE, &raw)) != 0) {
             return rc; /* an I/O or memory error is the search's own */
         }

@@ -94,7 +94,7 @@ static int parse_id_segment(const char *s, size_t len, fb_addr *addr)
 static int parse_triple(const char **seg, const size_t *seglen, fb_addr *addr)
 {
     char block[FB_BLOCK_NAME_MAX];
-    uint64_t offset, size;
+    uint64_t offset = 0, size = 0;
     if (seglen[0] >= sizeof block) {
         return fb__error(FB_EINVAL, "invalid block name: expected block_NNNNNNNN.fbk");
     }
@@ -301,7 +301,7 @@ int fb__http_bearer_ok(const char *value, const char *token, size_t token_len)
 int fb__http_parse_int_opt(const char *name, const char *value, int64_t lo, int64_t hi,
                            int64_t *out)
 {
-    uint64_t v;
+    uint64_t v = 0;
     if (value == NULL || fb__http_parse_u64(value, strlen(value), &v) != 0 || v > (uint64_t)hi ||
         (int64_t)v < lo) {
         return fb__error(FB_EINVAL, "query parameter %s must be an integer from %lld to %lld", name,
@@ -338,7 +338,7 @@ int fb__http_parse_listen(const char *text, fb__http_listen *out)
 {
     const char *colon, *host;
     size_t hostlen;
-    uint64_t port;
+    uint64_t port = 0;
     memset(out, 0, sizeof *out);
     if (text == NULL || *text == '\0') {
         return fb__error(FB_EINVAL, "empty listen address");
