@@ -291,6 +291,16 @@ static void store_leave(StoreObject *self)
     pthread_mutex_unlock(&self->mu);
 }
 
+/* Ends an engine call made without the GIL: keeps this thread's error
+ * detail (it is thread-local), leaves, and takes the GIL back. */
+static void store_finish(StoreObject *self, PyThreadState *ts, int rc, char *detail)
+{
+    if (rc < 0)
+        take_detail(detail);
+    store_leave(self);
+    PyEval_RestoreThread(ts);
+}
+
 /* Waits for the calls in flight, then closes the engine (GIL held on entry
  * and exit). Returns the fb_close code; *detail gets its detail. */
 static int store_shutdown(StoreObject *self, char *detail)
@@ -507,10 +517,7 @@ static PyObject *Store_put(StoreObject *self, PyObject *args, PyObject *kw)
         goto out;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_put(self->store, data.buf, (size_t)data.len, &opts, &meta);
-    if (rc < 0)
-        take_detail(detail);
-    store_leave(self);
-    PyEval_RestoreThread(ts);
+    store_finish(self, ts, rc, detail);
     if (rc < 0)
         raise_fb(rc, detail);
     else
@@ -536,10 +543,7 @@ static PyObject *Store_put_webp(StoreObject *self, PyObject *args)
     if (store_enter(self) == 0) {
         PyThreadState *ts = PyEval_SaveThread();
         rc = fb_put_webp(self->store, data.buf, (size_t)data.len, width, height, &meta);
-        if (rc < 0)
-            take_detail(detail);
-        store_leave(self);
-        PyEval_RestoreThread(ts);
+        store_finish(self, ts, rc, detail);
         if (rc < 0)
             raise_fb(rc, detail);
         else
@@ -579,10 +583,7 @@ static PyObject *Store_get(StoreObject *self, PyObject *args, PyObject *kw)
     } else {
         rc = fb_get(self->store, &addr, &buf, &meta);
     }
-    if (rc < 0)
-        take_detail(detail);
-    store_leave(self);
-    PyEval_RestoreThread(ts);
+    store_finish(self, ts, rc, detail);
     if (rc < 0)
         return raise_fb(rc, detail);
     if (buf == NULL)
@@ -611,10 +612,7 @@ static PyObject *Store_stat(StoreObject *self, PyObject *addr_obj)
         return NULL;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_stat(self->store, &addr, &meta);
-    if (rc < 0)
-        take_detail(detail);
-    store_leave(self);
-    PyEval_RestoreThread(ts);
+    store_finish(self, ts, rc, detail);
     if (rc < 0)
         return raise_fb(rc, detail);
     return meta_to_dict(&meta);
@@ -633,10 +631,7 @@ static PyObject *Store_delete(StoreObject *self, PyObject *addr_obj)
         return NULL;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_delete(self->store, &addr, &st);
-    if (rc < 0)
-        take_detail(detail);
-    store_leave(self);
-    PyEval_RestoreThread(ts);
+    store_finish(self, ts, rc, detail);
     if (rc < 0)
         return raise_fb(rc, detail);
     return block_stats_to_dict(&st);
@@ -654,10 +649,7 @@ static PyObject *Store_stats(StoreObject *self, PyObject *unused)
         return NULL;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_get_stats(self->store, &st);
-    if (rc < 0)
-        take_detail(detail);
-    store_leave(self);
-    PyEval_RestoreThread(ts);
+    store_finish(self, ts, rc, detail);
     if (rc < 0)
         return raise_fb(rc, detail);
     return Py_BuildValue(
@@ -687,10 +679,7 @@ static PyObject *Store_blocks(StoreObject *self, PyObject *unused)
         return NULL;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_list_blocks(self->store, &blocks, &n);
-    if (rc < 0)
-        take_detail(detail);
-    store_leave(self);
-    PyEval_RestoreThread(ts);
+    store_finish(self, ts, rc, detail);
     if (rc < 0)
         return raise_fb(rc, detail);
     list = PyList_New(0);
@@ -717,10 +706,7 @@ static PyObject *Store_compact(StoreObject *self, PyObject *args)
         return NULL;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_compact(self->store, threshold, NULL, NULL, &r);
-    if (rc < 0)
-        take_detail(detail);
-    store_leave(self);
-    PyEval_RestoreThread(ts);
+    store_finish(self, ts, rc, detail);
     if (rc < 0)
         return raise_fb(rc, detail);
     return Py_BuildValue("{s:I,s:K,s:K}", "blocks_compacted", (unsigned int)r.blocks_compacted,
@@ -764,10 +750,7 @@ static PyObject *Store_verify(StoreObject *self, PyObject *unused)
     memset(&r, 0, sizeof r);
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_verify(self->store, collect_problem, NULL, &l, &r);
-    if (rc < 0)
-        take_detail(detail);
-    store_leave(self);
-    PyEval_RestoreThread(ts);
+    store_finish(self, ts, rc, detail);
     if (rc < 0 && rc != FB_ECORRUPT) {
         raise_fb(rc, detail);
         goto out;
