@@ -45,6 +45,10 @@ static const char serve_help[] =
     "                             [FASTBLOCKS_TIMEOUT]\n"
     "  --shutdown-timeout SECONDS longest wait for requests in flight at shutdown (default 60)\n"
     "                             [FASTBLOCKS_SHUTDOWN_TIMEOUT]\n"
+    "  --compact-interval SECONDS compact blocks with many deleted images this often,\n"
+    "                             online (default 600; 0: never) [FASTBLOCKS_COMPACT_INTERVAL]\n"
+    "  --compact-threshold RATIO  dead share of a block that makes it worth compacting\n"
+    "                             (default 0.3) [FASTBLOCKS_COMPACT_THRESHOLD]\n"
     "  --token-file FILE          require \"Authorization: Bearer TOKEN\" for uploads and\n"
     "                             deletes, TOKEN being the file's first line\n"
     "                             [FASTBLOCKS_TOKEN_FILE, or the token in FASTBLOCKS_TOKEN]\n"
@@ -118,6 +122,23 @@ static int set_shutdown_timeout(serve_opts *o, const char *v)
     return parse_uint(v, 0, 86400, &o->cfg->shutdown_timeout_s);
 }
 
+static int set_compact_interval(serve_opts *o, const char *v)
+{
+    return parse_uint(v, 0, 30u * 86400, &o->cfg->compact_interval_s);
+}
+
+static int set_compact_threshold(serve_opts *o, const char *v)
+{
+    char *end = NULL;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (*v == '\0' || end == NULL || *end != '\0' || errno != 0 || !(x > 0.0 && x <= 1.0)) {
+        return -1;
+    }
+    o->cfg->compact_threshold = x;
+    return 0;
+}
+
 static int set_token_file(serve_opts *o, const char *v)
 {
     if (*v == '\0') {
@@ -149,6 +170,8 @@ static const struct {
     {"--max-upload", "FASTBLOCKS_MAX_UPLOAD", 0, set_max_upload},
     {"--timeout", "FASTBLOCKS_TIMEOUT", 0, set_timeout},
     {"--shutdown-timeout", "FASTBLOCKS_SHUTDOWN_TIMEOUT", 0, set_shutdown_timeout},
+    {"--compact-interval", "FASTBLOCKS_COMPACT_INTERVAL", 0, set_compact_interval},
+    {"--compact-threshold", "FASTBLOCKS_COMPACT_THRESHOLD", 0, set_compact_threshold},
     {"--token-file", "FASTBLOCKS_TOKEN_FILE", 0, set_token_file},
     {"--quiet", "FASTBLOCKS_QUIET", 1, set_quiet},
 };

@@ -258,6 +258,23 @@ int fb__metrics_render(fb__http_metrics *m, const fb_stats *st, char **out, size
             "fastblocks_http_aborted_total %llu\n",
             (unsigned long long)load(&m->uploads_in_progress),
             (unsigned long long)load(&m->client_errors));
+    appendf(&t,
+            "# HELP fastblocks_compactions_total Background compaction runs.\n"
+            "# TYPE fastblocks_compactions_total counter\n"
+            "fastblocks_compactions_total %llu\n"
+            "# HELP fastblocks_compaction_failures_total Background compaction runs that failed.\n"
+            "# TYPE fastblocks_compaction_failures_total counter\n"
+            "fastblocks_compaction_failures_total %llu\n"
+            "# HELP fastblocks_compacted_blocks_total Blocks rewritten by background compaction.\n"
+            "# TYPE fastblocks_compacted_blocks_total counter\n"
+            "fastblocks_compacted_blocks_total %llu\n"
+            "# HELP fastblocks_compacted_bytes_total Bytes reclaimed by background compaction.\n"
+            "# TYPE fastblocks_compacted_bytes_total counter\n"
+            "fastblocks_compacted_bytes_total %llu\n",
+            (unsigned long long)load(&m->compactions),
+            (unsigned long long)load(&m->compaction_failures),
+            (unsigned long long)load(&m->compacted_blocks),
+            (unsigned long long)load(&m->compacted_bytes));
     if (st != NULL) {
         render_store(st, &t);
     }

@@ -3,7 +3,7 @@
  * (GET /metrics): requests by route, method and status, bytes sent, a
  * latency histogram per route, uploads rejected by reason, plus the store's
  * own figures (cache, live/dead bytes and records, fsync batches) read from
- * fb_get_stats at scrape time.
+ * fb_get_stats at scrape time, and what background compaction did.
  *
  * Counters are relaxed atomics: recording a request is a few uncontended
  * increments, with no lock on the request path.
@@ -64,6 +64,8 @@ typedef struct fb__http_metrics {
     atomic_uint_fast64_t rejected[FB_REJECT__COUNT];
     atomic_uint_fast64_t uploads_in_progress; /* gauge */
     atomic_uint_fast64_t client_errors;       /* connections closed by errors or timeouts */
+    /* Background compaction (compactor.c). */
+    atomic_uint_fast64_t compactions, compaction_failures, compacted_blocks, compacted_bytes;
 } fb__http_metrics;
 
 void fb__metrics_init(fb__http_metrics *m);

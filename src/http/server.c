@@ -28,13 +28,14 @@
 
 #include <microhttpd.h>
 
+#include "http/compactor.h"
 #include "http/parse.h"
 #include "http/routes.h"
 #include "util/alloc.h"
 #include "util/error.h"
 
-/* Conversion workers run at a lower CPU priority than the request threads,
- * so that a burst of uploads slows uploads, not reads. */
+/* Conversion workers and the compactor run at a lower CPU priority than the
+ * request threads, so that a burst of uploads slows uploads, not reads. */
 #define WORKER_NICE 10
 
 void fb_http_config_init(fb_http_config *cfg)
@@ -47,6 +48,8 @@ void fb_http_config_init(fb_http_config *cfg)
     cfg->timeout_s = 30;
     cfg->shutdown_timeout_s = 60;
     cfg->connection_memory = 32u << 10;
+    cfg->compact_interval_s = 600;
+    cfg->compact_threshold = 0.3;
     fb_image_opts_init(&cfg->image);
 }
 
@@ -82,13 +85,18 @@ struct fb__http_pool {
     unsigned nthreads;
 };
 
-static void *worker_main(void *arg)
+void fb__http_background_thread(void)
 {
-    fb__http_pool *pool = arg;
     /* Linux nice values are per thread; failure only costs read latency. */
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE) != 0) {
         errno = 0;
     }
+}
+
+static void *worker_main(void *arg)
+{
+    fb__http_pool *pool = arg;
+    fb__http_background_thread();
     for (;;) {
         fb__http_req *req;
         pthread_mutex_lock(&pool->mu);
@@ -369,6 +377,7 @@ int fb_http_serve(fb_store *store, const fb_http_config *cfg)
     fb__http_server *srv = NULL;
     fb__http_listen where;
     struct MHD_Daemon *daemon = NULL;
+    fb__http_compactor *compactor = NULL;
     FILE *announce = cfg->announce != NULL ? cfg->announce : stdout;
     char desc[300] = "";
     int listen_fd = -1, pipefd[2] = {-1, -1}, rc, made_socket = 0;
@@ -415,6 +424,11 @@ int fb_http_serve(fb_store *store, const fb_http_config *cfg)
         rc = fb__error(FB_EIO, "libmicrohttpd failed to start on %s", desc);
         goto out;
     }
+    rc = fb__compactor_start(store, cfg->compact_interval_s, cfg->compact_threshold, &srv->metrics,
+                             cfg->quiet, &compactor);
+    if (rc != 0) {
+        goto out;
+    }
     fprintf(announce, "fastblocks: listening on %s\n", desc);
     fflush(announce);
 
@@ -430,6 +444,7 @@ int fb_http_serve(fb_store *store, const fb_http_config *cfg)
     wait_in_flight(srv, cfg->shutdown_timeout_s);
     rc = 0;
 out:
+    fb__compactor_stop(compactor);
     if (srv->pool != NULL) {
         pool_stop(srv->pool);
         srv->pool = NULL;

@@ -30,6 +30,8 @@ typedef struct fb_http_config {
     unsigned timeout_s;          /* a connection idle this long is closed; default 30 */
     unsigned shutdown_timeout_s; /* wait at most this long for requests in flight; default 60 */
     size_t connection_memory;    /* per-connection buffer for headers; default 32 KiB */
+    unsigned compact_interval_s; /* background compaction period; 0: never; default 600 */
+    double compact_threshold;    /* dead ratio that makes a block worth it; default 0.3 */
     const char *token;           /* bearer token for writes and deletes; NULL: none */
     size_t token_len;
     int quiet;           /* 1: no access log */
@@ -47,6 +49,10 @@ void fb_http_config_init(fb_http_config *cfg);
  * process at a time.
  */
 int fb_http_serve(fb_store *store, const fb_http_config *cfg);
+
+/* Lowers the calling thread's CPU priority below the request threads' (for
+ * the conversion workers and the compactor). */
+void fb__http_background_thread(void);
 
 /* Asks the running server to shut down. Async-signal-safe; a no-op when
  * no server runs. */
