@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple, TypeVar, Union
 
@@ -30,6 +31,21 @@ _DURABILITY = {
 # `fastblocks serve`, so an application written for the embedded mode runs unchanged under
 # several worker processes.
 URL_ENV = "FASTBLOCKS_URL"
+
+
+# How much lower than the application's threads the pool runs (a nice increment). Conversions
+# are CPU-bound for tens of milliseconds; at a lower priority the scheduler lets the event loop
+# thread preempt them as soon as it wakes, so a save does not delay other requests' callbacks.
+# The threads libvips starts for a conversion inherit the priority of the thread that runs it.
+_POOL_NICE = 10
+
+
+def _lower_thread_priority() -> None:
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + _POOL_NICE)
+    except (AttributeError, OSError):
+        pass  # no per-thread priorities here: the pool simply runs at the caller's
 
 
 def _int_arg(name: str, value: Any, low: int, high: Optional[int] = None) -> int:
@@ -127,7 +143,8 @@ class BlockManager:
             self._local = True
         # Without a cache there is nothing to answer on the caller's thread.
         self._probe = self._local and cache_size > 0 and cache_bytes > 0
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastblocks")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastblocks",
+                                            initializer=_lower_thread_priority)
         self._closed = False
 
     def _open_local(self, max_block_size: int, compression: bool, encryption_key: Optional[Key],
