@@ -312,6 +312,8 @@ typedef struct fb_compact_result {
  * Compacts every sealed block whose dead ratio is >= threshold (0.3 by
  * default when threshold < 0): live records are copied to the active block
  * with their key and cookie, then the old block is removed. Runs online.
+ * A block holding a damaged live record is left as it is (the other blocks
+ * are still compacted) and FB_ECORRUPT names the damage.
  */
 FB_EXTERN int fb_compact(fb_store *s, double threshold, fb_progress_fn progress, void *userdata,
                          fb_compact_result *result);

@@ -428,11 +428,25 @@ static int run(fb_store *s, double threshold, int rekey, fb_progress_fn progress
         rc = pick_blocks(s, threshold, &nums, &n);
     }
     uint64_t done = 0, total = rc == 0 ? sum_file_bytes(s, nums, n) : 0;
+    char damaged[512] = "";
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = fb__compact_block(s, nums[i], rekey, progress, userdata, &done, total, &res);
         if (rc == FB_ENOTFOUND) {
             rc = 0; /* gone meanwhile */
+        } else if (rc == FB_ECORRUPT) {
+            /* A damaged record is not copied as if it were sound: its block
+             * stays as it is, for verify and the operator. The other blocks
+             * are still compacted (a background compactor would otherwise
+             * never get past the damage); the first damage is reported. */
+            if (damaged[0] == '\0') {
+                snprintf(damaged, sizeof damaged, "%s", fb_last_error());
+            }
+            rc = 0;
         }
+    }
+    if (rc == 0 && damaged[0] != '\0') {
+        rc = fb__error(FB_ECORRUPT, "%s; that block was left as it is, the others were compacted",
+                       damaged);
     }
     pthread_mutex_unlock(&s->compact_lock);
     fb__free(nums);

@@ -43,10 +43,8 @@ static int compact_option(void *ud, const char *cmd, int argc, char **argv, int 
     compact_args *a = ud;
     const char *v;
     int m;
-    if (fb_progress_option(argv[*i], &a->progress_mode)) {
-        *i += 1;
+    if (fb_cli_progress_opt(&a->progress_mode, cmd, argc, argv, i))
         return 1;
-    }
     m = fb_cli_match_option(cmd, argc, argv, i, "--threshold", &v);
     if (m <= 0)
         return m;
@@ -69,18 +67,12 @@ int fb_cmd_compact(int argc, char **argv)
 {
     fb_cli_common c;
     compact_args a = {-1.0, FB_PROGRESS_AUTO}; /* < 0: the library's default */
-    int npos, rc;
+    int rc;
 
-    rc = fb_cli_begin(&c, "compact", help, argc, argv, compact_option, &a, &npos);
+    rc = fb_cli_begin_store(&c, "compact", help, argc, argv, compact_option, &a, NULL);
     if (rc >= 0)
         return rc;
-    if (npos != 0) {
-        fb_cli_errorf("compact", "unexpected argument '%s' (see 'fastblocks compact --help')",
-                      argv[0]);
-        rc = FB_EXIT_USAGE;
-    } else {
-        rc = fb_cli_run_rewrite(&c, "compact", a.progress_mode, run_compact, &a);
-    }
+    rc = fb_cli_run_rewrite(&c, "compact", a.progress_mode, run_compact, &a);
     fb_cli_common_free(&c);
     return rc;
 }

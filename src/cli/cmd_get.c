@@ -111,13 +111,7 @@ out:
     if (fd >= 0)
         close(fd);
     fb_buf_release(buf);
-    if (s != NULL) {
-        rc = fb_close(s);
-        if (rc != 0 && ret == FB_EXIT_OK) {
-            fb_cli_error("get", rc);
-            ret = FB_EXIT_FAILURE;
-        }
-    }
+    ret = fb_cli_close_store("get", s, ret);
     fb_cli_common_free(&c);
     return ret;
 }

@@ -89,19 +89,11 @@ int fb_cmd_ls(int argc, char **argv)
     fb_cli_common c;
     meta_list l = {NULL, 0, 0};
     fb_store *s = NULL;
-    int npos, rc, ret = FB_EXIT_FAILURE;
+    int rc, ret = FB_EXIT_FAILURE;
 
-    rc = fb_cli_begin(&c, "ls", help, argc, argv, NULL, NULL, &npos);
+    rc = fb_cli_begin_store(&c, "ls", help, argc, argv, NULL, NULL, &s);
     if (rc >= 0)
         return rc;
-    if (npos != 0) {
-        fb_cli_errorf("ls", "unexpected argument '%s' (see 'fastblocks ls --help')", argv[0]);
-        ret = FB_EXIT_USAGE;
-        goto out;
-    }
-    s = fb_cli_open_store(&c, "ls", 1);
-    if (s == NULL)
-        goto out;
     rc = fb_foreach(s, collect, &l);
     if (rc != 0) {
         fb_cli_error("ls", rc);

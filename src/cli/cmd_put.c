@@ -88,10 +88,8 @@ static int put_option(void *ud, const char *cmd, int argc, char **argv, int *i)
     const char *v;
     uint64_t n;
     int m;
-    if (fb_progress_option(argv[*i], &p->progress_mode)) {
-        *i += 1;
+    if (fb_cli_progress_opt(&p->progress_mode, cmd, argc, argv, i))
         return 1;
-    }
     m = fb_cli_match_option(cmd, argc, argv, i, "--jobs", &v);
     if (m == 0)
         m = fb_cli_match_option(cmd, argc, argv, i, "-j", &v);

@@ -33,16 +33,6 @@ static const char help[] =
     "\n"
     "Exit codes: 0 ok, 1 failure, 2 usage error (e.g. no key given).\n";
 
-static int rekey_option(void *ud, const char *cmd, int argc, char **argv, int *i)
-{
-    (void)cmd;
-    (void)argc;
-    if (!fb_progress_option(argv[*i], ud))
-        return 0;
-    *i += 1;
-    return 1;
-}
-
 static int run_rekey(fb_store *s, void *op_arg, fb_progress_fn progress, void *userdata,
                      fb_compact_result *result)
 {
@@ -55,7 +45,7 @@ int fb_cmd_rekey(int argc, char **argv)
     fb_cli_common c;
     int progress_mode = FB_PROGRESS_AUTO, npos, rc;
 
-    rc = fb_cli_begin(&c, "rekey", help, argc, argv, rekey_option, &progress_mode, &npos);
+    rc = fb_cli_begin(&c, "rekey", help, argc, argv, fb_cli_progress_opt, &progress_mode, &npos);
     if (rc >= 0)
         return rc;
     if (npos != 0) {

@@ -86,13 +86,7 @@ int fb_cmd_rm(int argc, char **argv)
     if (fb_cli_flush_stdout("rm") != 0)
         ret = FB_EXIT_FAILURE;
 out:
-    if (s != NULL) {
-        rc = fb_close(s);
-        if (rc != 0 && ret == FB_EXIT_OK) {
-            fb_cli_error("rm", rc);
-            ret = FB_EXIT_FAILURE;
-        }
-    }
+    ret = fb_cli_close_store("rm", s, ret);
     fb__free(addrs);
     fb_cli_common_free(&c);
     return ret;

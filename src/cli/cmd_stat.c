@@ -93,19 +93,11 @@ int fb_cmd_stat(int argc, char **argv)
     fb_stats st;
     fb_block_stats *blocks = NULL;
     size_t n = 0;
-    int npos, rc, ret = FB_EXIT_FAILURE;
+    int rc, ret = FB_EXIT_FAILURE;
 
-    rc = fb_cli_begin(&c, "stat", help, argc, argv, NULL, NULL, &npos);
+    rc = fb_cli_begin_store(&c, "stat", help, argc, argv, NULL, NULL, &s);
     if (rc >= 0)
         return rc;
-    if (npos != 0) {
-        fb_cli_errorf("stat", "unexpected argument '%s' (see 'fastblocks stat --help')", argv[0]);
-        ret = FB_EXIT_USAGE;
-        goto out;
-    }
-    s = fb_cli_open_store(&c, "stat", 1);
-    if (s == NULL)
-        goto out;
     rc = fb_get_stats(s, &st);
     if (rc == 0)
         rc = fb_list_blocks(s, &blocks, &n);

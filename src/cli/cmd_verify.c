@@ -42,17 +42,6 @@ typedef struct verify_ctx {
     int write_failed;
 } verify_ctx;
 
-static int verify_option(void *ud, const char *cmd, int argc, char **argv, int *i)
-{
-    verify_ctx *v = ud;
-    (void)cmd;
-    (void)argc;
-    if (!fb_progress_option(argv[*i], &v->progress_mode))
-        return 0;
-    *i += 1;
-    return 1;
-}
-
 static void on_problem(void *ud, const fb_problem *p)
 {
     verify_ctx *v = ud;
@@ -77,24 +66,16 @@ int fb_cmd_verify(int argc, char **argv)
     verify_ctx v;
     fb_verify_result r;
     fb_store *s = NULL;
-    int npos, rc, ret = FB_EXIT_FAILURE;
+    int rc, ret = FB_EXIT_FAILURE;
 
     memset(&v, 0, sizeof v);
     memset(&r, 0, sizeof r);
     v.c = &c;
     v.progress_mode = FB_PROGRESS_AUTO;
-    rc = fb_cli_begin(&c, "verify", help, argc, argv, verify_option, &v, &npos);
+    rc = fb_cli_begin_store(&c, "verify", help, argc, argv, fb_cli_progress_opt, &v.progress_mode,
+                            &s);
     if (rc >= 0)
         return rc;
-    if (npos != 0) {
-        fb_cli_errorf("verify", "unexpected argument '%s' (see 'fastblocks verify --help')",
-                      argv[0]);
-        ret = FB_EXIT_USAGE;
-        goto out;
-    }
-    s = fb_cli_open_store(&c, "verify", 1);
-    if (s == NULL)
-        goto out;
     fb_cli_catch_interrupt();
     fb_progress_start(&v.progress, "verify", 0, v.progress_mode);
     rc = fb_verify(s, on_problem, fb_cli_progress_cb, &v, &r);

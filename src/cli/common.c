@@ -723,6 +723,49 @@ int fb_cli_begin(fb_cli_common *c, const char *cmd, const char *help, int argc, 
     return r > 0 ? FB_EXIT_OK : FB_EXIT_USAGE;
 }
 
+int fb_cli_begin_store(fb_cli_common *c, const char *cmd, const char *help, int argc, char **argv,
+                       fb_cli_opt_fn own, void *userdata, fb_store **s)
+{
+    int npos, r = fb_cli_begin(c, cmd, help, argc, argv, own, userdata, &npos);
+    if (r >= 0)
+        return r;
+    if (npos != 0) {
+        fb_cli_errorf(cmd, "unexpected argument '%s' (see 'fastblocks %s --help')", argv[0], cmd);
+        r = FB_EXIT_USAGE;
+    } else if (s != NULL) {
+        *s = fb_cli_open_store(c, cmd, 1);
+        if (*s == NULL)
+            r = FB_EXIT_FAILURE;
+    }
+    if (r < 0)
+        return r;
+    fb_cli_common_free(c);
+    return r;
+}
+
+int fb_cli_progress_opt(void *mode, const char *cmd, int argc, char **argv, int *i)
+{
+    (void)cmd;
+    (void)argc;
+    if (!fb_progress_option(argv[*i], mode))
+        return 0;
+    *i += 1;
+    return 1;
+}
+
+int fb_cli_close_store(const char *cmd, fb_store *s, int ret)
+{
+    int rc;
+    if (s == NULL)
+        return ret;
+    rc = fb_close(s);
+    if (rc != 0 && ret == FB_EXIT_OK) {
+        fb_cli_error(cmd, rc);
+        ret = FB_EXIT_FAILURE;
+    }
+    return ret;
+}
+
 int fb_cli_parse_addr(const char *cmd, const char *text, fb_addr *out)
 {
     int rc = fb_addr_parse(text, out);
@@ -853,12 +896,5 @@ int fb_cli_run_rewrite(fb_cli_common *c, const char *cmd, int progress_mode, fb_
         goto out;
     ret = FB_EXIT_OK;
 out:
-    if (s != NULL) {
-        rc = fb_close(s);
-        if (rc != 0 && ret == FB_EXIT_OK) {
-            fb_cli_error(cmd, rc);
-            ret = FB_EXIT_FAILURE;
-        }
-    }
-    return ret;
+    return fb_cli_close_store(cmd, s, ret);
 }

@@ -118,6 +118,27 @@ int fb_cli_parse_args(fb_cli_common *c, const char *cmd, const char *help, int a
 int fb_cli_begin(fb_cli_common *c, const char *cmd, const char *help, int argc, char **argv,
                  fb_cli_opt_fn own, void *userdata, int *npos);
 
+/*
+ * fb_cli_begin for a subcommand that takes no operands: an operand prints
+ * "fastblocks CMD: unexpected argument '...' (see 'fastblocks CMD --help')"
+ * and gives exit code 2. When s is not NULL the store is then opened
+ * read-only into *s (a failure gives exit code 1). Same return as
+ * fb_cli_begin; on every return other than -1, c is already freed.
+ */
+int fb_cli_begin_store(fb_cli_common *c, const char *cmd, const char *help, int argc, char **argv,
+                       fb_cli_opt_fn own, void *userdata, fb_store **s);
+
+/* An fb_cli_opt_fn for --progress / --no-progress; userdata is the int
+ * progress mode (FB_PROGRESS_*) it sets. Never fails. */
+int fb_cli_progress_opt(void *mode, const char *cmd, int argc, char **argv, int *i);
+
+/*
+ * Closes s (NULL is fine) at the end of a subcommand that wrote to it and
+ * returns the exit code: ret, or 1 with the error printed when ret was 0
+ * and the close failed (the last writes were not made durable).
+ */
+int fb_cli_close_store(const char *cmd, fb_store *s, int ret);
+
 /* Parses an image address ("ID" or "BLOCK/OFFSET/SIZE"); prints
  * "fastblocks CMD: bad image address '...': ..." and returns -1 if invalid. */
 int fb_cli_parse_addr(const char *cmd, const char *text, fb_addr *out);

@@ -370,10 +370,12 @@ FBFAULT_EXPORT ssize_t pwrite64(int fd, const void *p, size_t n, off_t off)
     return do_pwrite(get_pwrite64(), fd, p, n, off);
 }
 
-static ssize_t do_pwritev(ssize_t (*real)(int, const struct iovec *, int, off_t), int fd,
-                          const struct iovec *iov, int cnt, off_t off)
+/* pwritev and preadv (and their 64 variants): a fault fails the call or
+ * hands the real call a shortened copy of the vector. */
+static ssize_t do_iov_at(ssize_t (*real)(int, const struct iovec *, int, off_t), const char *name,
+                         enum op_class cls, int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    uint64_t ord = check_fd("pwritev", C_WRITE, fd);
+    uint64_t ord = check_fd(name, cls, fd);
     if (ord != 0) {
         ssize_t k = faulted_len(ord, iov_total(iov, cnt));
         if (k < 0) {
@@ -387,12 +389,12 @@ static ssize_t do_pwritev(ssize_t (*real)(int, const struct iovec *, int, off_t)
 
 FBFAULT_EXPORT ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    return do_pwritev(get_pwritev(), fd, iov, cnt, off);
+    return do_iov_at(get_pwritev(), "pwritev", C_WRITE, fd, iov, cnt, off);
 }
 
 FBFAULT_EXPORT ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    return do_pwritev(get_pwritev64(), fd, iov, cnt, off);
+    return do_iov_at(get_pwritev64(), "pwritev", C_WRITE, fd, iov, cnt, off);
 }
 
 FBFAULT_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
@@ -488,29 +490,14 @@ FBFAULT_EXPORT ssize_t pread64(int fd, void *p, size_t n, off_t off)
     return do_pread(get_pread64(), fd, p, n, off);
 }
 
-static ssize_t do_preadv(ssize_t (*real)(int, const struct iovec *, int, off_t), int fd,
-                         const struct iovec *iov, int cnt, off_t off)
-{
-    uint64_t ord = check_fd("preadv", C_READ, fd);
-    if (ord != 0) {
-        ssize_t k = faulted_len(ord, iov_total(iov, cnt));
-        if (k < 0) {
-            FAIL_WITH_ERRNO();
-        }
-        struct iovec cut[64];
-        return real(fd, cut, iov_cut(iov, cnt, (size_t)k, cut), off);
-    }
-    return real(fd, iov, cnt, off);
-}
-
 FBFAULT_EXPORT ssize_t preadv(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    return do_preadv(get_preadv(), fd, iov, cnt, off);
+    return do_iov_at(get_preadv(), "preadv", C_READ, fd, iov, cnt, off);
 }
 
 FBFAULT_EXPORT ssize_t preadv64(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    return do_preadv(get_preadv64(), fd, iov, cnt, off);
+    return do_iov_at(get_preadv64(), "preadv", C_READ, fd, iov, cnt, off);
 }
 
 FBFAULT_EXPORT int fallocate(int fd, int mode, off_t off, off_t len)

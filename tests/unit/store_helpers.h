@@ -55,6 +55,20 @@ static inline char *th_path(const char *dir, const char *name)
     return p;
 }
 
+/* XORs one byte of a file with 0x5a (bit rot made by hand): 0 or -1. */
+static inline int th_flip_byte(const char *path, long off)
+{
+    int fd = open(path, O_RDWR);
+    uint8_t c = 0;
+    int ok = fd >= 0 && pread(fd, &c, 1, off) == 1;
+    c ^= 0x5a;
+    ok = ok && pwrite(fd, &c, 1, off) == 1;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok ? 0 : -1;
+}
+
 static inline long th_file_size(const char *path)
 {
     struct stat st;
@@ -166,6 +180,55 @@ static inline int th_check_id(fb_store *s, const char *id, uint64_t seed, size_t
     fb_addr a;
     int rc = fb_addr_from_id(id, &a);
     return rc != 0 ? rc : th_check(s, &a, seed, max);
+}
+
+/* Puts the payloads of seeds first .. first + n - 1 (as th_put) into m[0..n);
+ * 0 or the first error. */
+static inline int th_put_seq(fb_store *s, fb_meta *m, int n, uint64_t first, size_t max)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = th_put(s, first + (uint64_t)i, max, &m[i]);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* The result of fb_get of the image with this id (the bytes are dropped). */
+static inline int th_get_id(fb_store *s, const char *id)
+{
+    fb_addr a;
+    fb_buf *b = NULL;
+    int rc = fb_addr_from_id(id, &a);
+    if (rc == 0) {
+        rc = fb_get(s, &a, &b, NULL);
+    }
+    fb_buf_release(b);
+    return rc;
+}
+
+static inline int th_delete_id(fb_store *s, const char *id)
+{
+    fb_addr a;
+    int rc = fb_addr_from_id(id, &a);
+    return rc != 0 ? rc : fb_delete(s, &a, NULL);
+}
+
+/* Closes *s and opens dir again with o (a reopen, as after a restart). */
+static inline int th_reopen(fb_store **s, const char *dir, const fb_options *o)
+{
+    int rc = fb_close(*s);
+    *s = NULL;
+    return rc != 0 ? rc : fb_open(dir, o, s);
+}
+
+/* An fb_verify problem callback that prints the problem, for test logs. */
+static inline void th_print_problem(void *ud, const fb_problem *p)
+{
+    (void)ud;
+    fprintf(stderr, "  problem: %s at %llu: %s\n", p->block, (unsigned long long)p->offset,
+            p->detail);
 }
 
 #endif

@@ -9,6 +9,16 @@ enum { N = 120, MAXLEN = 3000 };
 static fb_meta m[N];
 static int deleted[N];
 
+/* Deletes image i and notes it for check_all. */
+static int delete_image(fb_store *s, int i)
+{
+    int rc = th_delete_id(s, m[i].id);
+    if (rc == 0) {
+        deleted[i] = 1;
+    }
+    return rc;
+}
+
 /* A store of N images over several 16 KiB blocks with every image i where
  * i % 3 != 0 in the first half deleted. */
 static fb_store *make_store(const char *dir, fb_options *o)
@@ -17,20 +27,13 @@ static fb_store *make_store(const char *dir, fb_options *o)
     if (fb_open(dir, o, &s) != 0) {
         return NULL;
     }
-    for (int i = 0; i < N; i++) {
-        deleted[i] = 0;
-        if (th_put(s, 1000 + i, MAXLEN, &m[i]) != 0) {
-            return NULL;
-        }
+    memset(deleted, 0, sizeof deleted);
+    if (th_put_seq(s, m, N, 1000, MAXLEN) != 0) {
+        return NULL;
     }
     for (int i = 0; i < N / 2; i++) {
-        if (i % 3 != 0) {
-            fb_addr a;
-            fb_addr_from_id(m[i].id, &a);
-            if (fb_delete(s, &a, NULL) != 0) {
-                return NULL;
-            }
-            deleted[i] = 1;
+        if (i % 3 != 0 && delete_image(s, i) != 0) {
+            return NULL;
         }
     }
     return s;
@@ -65,11 +68,10 @@ static int check_all(fb_store *s)
     return 0;
 }
 
-static void print_problem(void *ud, const fb_problem *p)
+/* Closes *s, opens dir again with o and checks every image: 0 or -1. */
+static int reopen_and_check(fb_store **s, const char *dir, const fb_options *o)
 {
-    (void)ud;
-    fprintf(stderr, "  problem: %s at %llu: %s\n", p->block, (unsigned long long)p->offset,
-            p->detail);
+    return th_reopen(s, dir, o) == 0 && check_all(*s) == 0 ? 0 : -1;
 }
 
 TEST(compact_moves_live_records_and_reclaims)
@@ -90,7 +92,7 @@ TEST(compact_moves_live_records_and_reclaims)
     CHECK(after.file_bytes < before.file_bytes);
     CHECK(after.dead_bytes < before.dead_bytes);
     CHECK_EQ(check_all(s), 0);
-    CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
+    CHECK_OK(fb_verify(s, th_print_problem, NULL, NULL, NULL));
     /* The first block is gone from the disk. */
     char *b1 = th_path(dir, "blocks/block_00000001.fbk");
     CHECK_EQ(th_file_size(b1), -1);
@@ -98,19 +100,12 @@ TEST(compact_moves_live_records_and_reclaims)
     /* Nothing left to do at the same threshold. */
     CHECK_OK(fb_compact(s, 0.3, NULL, NULL, &r));
     CHECK_EQ(r.blocks_compacted, 0);
-    CHECK_OK(fb_close(s));
-    CHECK_OK(fb_open(dir, &o, &s));
-    CHECK_EQ(check_all(s), 0);
-    CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
+    CHECK_EQ(reopen_and_check(&s, dir, &o), 0);
+    CHECK_OK(fb_verify(s, th_print_problem, NULL, NULL, NULL));
     /* Deleting a moved image works and sticks. */
-    fb_addr a;
-    CHECK_OK(fb_addr_from_id(m[0].id, &a));
-    CHECK_OK(fb_delete(s, &a, NULL));
-    deleted[0] = 1;
+    CHECK_OK(delete_image(s, 0));
     CHECK_OK(fb_compact(s, 0.0, NULL, NULL, NULL));
-    CHECK_OK(fb_close(s));
-    CHECK_OK(fb_open(dir, &o, &s));
-    CHECK_EQ(check_all(s), 0);
+    CHECK_EQ(reopen_and_check(&s, dir, &o), 0);
     CHECK_OK(fb_close(s));
     fb_test_rmtree(dir);
     free(dir);
@@ -157,11 +152,9 @@ TEST(crash_during_compaction_loses_nothing)
             fprintf(stderr, "  snapshot %d\n", i);
             CHECK(0);
         }
-        CHECK_OK(fb_verify(r, print_problem, NULL, NULL, NULL));
+        CHECK_OK(fb_verify(r, th_print_problem, NULL, NULL, NULL));
         /* A second open after the journal was finished is the same. */
-        CHECK_OK(fb_close(r));
-        CHECK_OK(fb_open(c.paths[i], &o, &r));
-        CHECK_EQ(check_all(r), 0);
+        CHECK_EQ(reopen_and_check(&r, c.paths[i], &o), 0);
         CHECK_OK(fb_close(r));
         fb_test_rmtree(c.paths[i]);
     }
@@ -186,10 +179,8 @@ TEST(cancelled_compaction_is_consistent)
     int calls = 0;
     CHECK_RC(fb_compact(s, 0.0, cancel_after_3, &calls, NULL), FB_ECLOSED);
     CHECK_EQ(check_all(s), 0);
-    CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
-    CHECK_OK(fb_close(s));
-    CHECK_OK(fb_open(dir, &o, &s));
-    CHECK_EQ(check_all(s), 0);
+    CHECK_OK(fb_verify(s, th_print_problem, NULL, NULL, NULL));
+    CHECK_EQ(reopen_and_check(&s, dir, &o), 0);
     CHECK_OK(fb_compact(s, 0.0, NULL, NULL, NULL));
     CHECK_EQ(check_all(s), 0);
     CHECK_OK(fb_close(s));
@@ -227,7 +218,7 @@ TEST(rekey_retires_the_old_key)
     o.cache_bytes = 0;
     CHECK_OK(fb_open(dir, &o, &s));
     CHECK_EQ(check_all(s), 0);
-    CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
+    CHECK_OK(fb_verify(s, th_print_problem, NULL, NULL, NULL));
     CHECK_OK(fb_close(s));
     /* Without keys, rekey is refused. */
     o.keys = NULL;
@@ -283,10 +274,7 @@ TEST(rekey_keeps_seed_triples_of_plain_records)
         if (pass == 0) {
             /* Moved again by a compaction: the birth length goes along. */
             for (int i = N / 2; i < N; i += 2) {
-                fb_addr a;
-                CHECK_OK(fb_addr_from_id(m[i].id, &a));
-                CHECK_OK(fb_delete(s, &a, NULL));
-                deleted[i] = 1;
+                CHECK_OK(delete_image(s, i));
             }
             CHECK_OK(fb_compact(s, 0.0, NULL, NULL, &r));
             CHECK(r.blocks_compacted > 0);
@@ -296,7 +284,7 @@ TEST(rekey_keeps_seed_triples_of_plain_records)
             CHECK_OK(fb_open(dir, &o, &s));
         }
     }
-    CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
+    CHECK_OK(fb_verify(s, th_print_problem, NULL, NULL, NULL));
     /* A triple deletes what it names. */
     int live = 0;
     while (deleted[live]) {
@@ -323,10 +311,7 @@ TEST(dead_block_compacts_without_free_space)
     CHECK(s != NULL);
     for (int i = 0; i < N; i++) {
         if (!deleted[i] && strcmp(m[i].block, "block_00000001.fbk") == 0) {
-            fb_addr a;
-            CHECK_OK(fb_addr_from_id(m[i].id, &a));
-            CHECK_OK(fb_delete(s, &a, NULL));
-            deleted[i] = 1;
+            CHECK_OK(delete_image(s, i));
         }
     }
     /* The journal cannot be written (a directory stands in its way), as on
@@ -346,10 +331,8 @@ TEST(dead_block_compacts_without_free_space)
     CHECK_EQ(rmdir(jtmp), 0);
     CHECK_OK(fb_compact(s, 0.0, NULL, NULL, &r));
     CHECK_EQ(check_all(s), 0);
-    CHECK_OK(fb_close(s));
-    CHECK_OK(fb_open(dir, &o, &s));
-    CHECK_EQ(check_all(s), 0);
-    CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
+    CHECK_EQ(reopen_and_check(&s, dir, &o), 0);
+    CHECK_OK(fb_verify(s, th_print_problem, NULL, NULL, NULL));
     CHECK_OK(fb_close(s));
     free(b1);
     free(jtmp);
@@ -378,16 +361,11 @@ TEST(tombstone_kept_while_its_target_block_exists)
         CHECK_OK(th_put(s, 30, 1800, &f));
         CHECK(++guard < 100);
     } while (strcmp(f.block, "block_00000001.fbk") == 0);
-    fb_addr x;
-    CHECK_OK(fb_addr_from_id(a[2].id, &x));
-    CHECK_OK(fb_delete(s, &x, NULL)); /* the tombstone goes to block 2 */
-    for (int i = 0; i < 8; i++) {
-        CHECK_OK(th_put(s, 50 + i, 1800, &b[i]));
-    }
+    CHECK_OK(th_delete_id(s, a[2].id)); /* the tombstone goes to block 2 */
+    CHECK_OK(th_put_seq(s, b, 8, 50, 1800));
     CHECK_STR_EQ(b[7].block, "block_00000002.fbk");
     for (int i = 0; i < 8; i++) {
-        CHECK_OK(fb_addr_from_id(b[i].id, &x));
-        CHECK_OK(fb_delete(s, &x, NULL));
+        CHECK_OK(th_delete_id(s, b[i].id));
     }
     for (int i = 0; i < 20; i++) {
         CHECK_OK(th_put(s, 90 + i, 1800, NULL)); /* seal the tombstones' block */
@@ -395,8 +373,7 @@ TEST(tombstone_kept_while_its_target_block_exists)
     fb_compact_result r;
     CHECK_OK(fb_compact(s, 0.5, NULL, NULL, &r));
     CHECK(r.blocks_compacted >= 1);
-    CHECK_OK(fb_close(s));
-    CHECK_OK(fb_open(dir, &o, &s));
+    CHECK_OK(th_reopen(&s, dir, &o));
     CHECK_RC(th_check_id(s, a[2].id, 12, 1800), FB_ENOTFOUND);
     for (int i = 0; i < 8; i++) {
         CHECK_RC(th_check_id(s, b[i].id, 50 + i, 1800), FB_ENOTFOUND);
@@ -406,11 +383,52 @@ TEST(tombstone_kept_while_its_target_block_exists)
     }
     /* Once block 1 is compacted too, the tombstone may go. */
     CHECK_OK(fb_compact(s, 0.0, NULL, NULL, NULL));
-    CHECK_OK(fb_close(s));
-    CHECK_OK(fb_open(dir, &o, &s));
+    CHECK_OK(th_reopen(&s, dir, &o));
     CHECK_RC(th_check_id(s, a[2].id, 12, 1800), FB_ENOTFOUND);
-    CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
+    CHECK_OK(fb_verify(s, th_print_problem, NULL, NULL, NULL));
     CHECK_OK(fb_close(s));
+    fb_test_rmtree(dir);
+    free(dir);
+}
+
+/* Bit rot in a live record of a block due for compaction: that block stays
+ * as it is (the damaged image is neither copied as sound nor dropped), every
+ * other block is still compacted, and the error names the damage. */
+TEST(damaged_record_leaves_its_block_and_compacts_the_rest)
+{
+    char *dir = fb_test_tmpdir("compact-rot");
+    fb_options o = th_opts();
+    o.max_block_size = 16384;
+    o.cache_bytes = 0;
+    fb_store *s = make_store(dir, &o);
+    CHECK(s != NULL);
+    /* The last live image of block 1, so that the ones before it move. */
+    int rot = -1;
+    for (int i = 0; i < N; i++) {
+        if (!deleted[i] && strcmp(m[i].block, "block_00000001.fbk") == 0) {
+            rot = i;
+        }
+    }
+    CHECK(rot > 0);
+    char *b1 = th_path(dir, "blocks/block_00000001.fbk");
+    CHECK_EQ(th_flip_byte(b1, (long)m[rot].offset + (long)m[rot].size / 2), 0);
+    fb_compact_result r;
+    CHECK_RC(fb_compact(s, 0.3, NULL, NULL, &r), FB_ECORRUPT);
+    CHECK(strstr(fb_last_error(), "block_00000001.fbk") != NULL);
+    CHECK(strstr(fb_last_error(), "the others were compacted") != NULL);
+    CHECK(r.blocks_compacted >= 1);
+    CHECK(th_file_size(b1) > 0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++) {
+            int want = i == rot ? FB_ECORRUPT : deleted[i] ? FB_ENOTFOUND : 0;
+            CHECK_RC(th_check_id(s, m[i].id, 1000 + i, MAXLEN), want);
+        }
+        /* The same after a reopen: the moves made before the damage hold. */
+        CHECK_OK(th_reopen(&s, dir, &o));
+    }
+    CHECK_RC(fb_compact(s, 0.3, NULL, NULL, &r), FB_ECORRUPT);
+    CHECK_OK(fb_close(s));
+    free(b1);
     fb_test_rmtree(dir);
     free(dir);
 }
@@ -424,5 +442,6 @@ int main(void)
     RUN(rekey_keeps_seed_triples_of_plain_records);
     RUN(dead_block_compacts_without_free_space);
     RUN(tombstone_kept_while_its_target_block_exists);
+    RUN(damaged_record_leaves_its_block_and_compacts_the_rest);
     return TEST_REPORT();
 }

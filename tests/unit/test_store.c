@@ -84,9 +84,7 @@ TEST(many_puts_rotate_and_reopen)
     CHECK_OK(fb_open(dir, &o, &s));
     enum { N = 300 };
     static fb_meta m[N];
-    for (int i = 0; i < N; i++) {
-        CHECK_OK(put_seed(s, 100 + i, 3000, &m[i]));
-    }
+    CHECK_OK(th_put_seq(s, m, N, 100, 3000));
     fb_stats st;
     CHECK_OK(fb_get_stats(s, &st));
     CHECK(st.blocks > 5);
@@ -98,9 +96,7 @@ TEST(many_puts_rotate_and_reopen)
     free(idx);
     CHECK_OK(fb_open(dir, &o, &s));
     for (int i = 0; i < N; i++) {
-        fb_addr a;
-        CHECK_OK(fb_addr_from_id(m[i].id, &a));
-        CHECK(same_as_seed(s, &a, 100 + i, 3000));
+        CHECK_OK(th_check_id(s, m[i].id, 100 + i, 3000));
     }
     CHECK_OK(fb_get_stats(s, &st));
     CHECK_U64_EQ(st.live_records, N);
@@ -129,9 +125,7 @@ TEST(delete_tombstone_and_stats)
     fb_store *s = NULL;
     CHECK_OK(fb_open(dir, &o, &s));
     fb_meta m[10];
-    for (int i = 0; i < 10; i++) {
-        CHECK_OK(put_seed(s, 500 + i, 2000, &m[i]));
-    }
+    CHECK_OK(th_put_seq(s, m, 10, 500, 2000));
     fb_addr a;
     CHECK_OK(fb_addr_from_triple(m[3].block, m[3].offset, m[3].size, &a));
     fb_block_stats bs;
@@ -147,9 +141,7 @@ TEST(delete_tombstone_and_stats)
         if (i == 3) {
             continue;
         }
-        fb_addr x;
-        CHECK_OK(fb_addr_from_id(m[i].id, &x));
-        CHECK(same_as_seed(s, &x, 500 + i, 2000));
+        CHECK_OK(th_check_id(s, m[i].id, 500 + i, 2000));
     }
     CHECK_OK(fb_close(s));
     /* The deleted bit is set in place and the tombstone survives reopen. */
@@ -222,23 +214,17 @@ TEST(torn_tail_is_cut)
     fb_store *s = NULL;
     CHECK_OK(fb_open(dir, &o, &s));
     fb_meta m[5];
-    for (int i = 0; i < 5; i++) {
-        CHECK_OK(put_seed(s, 40 + i, 1000, &m[i]));
-    }
+    CHECK_OK(th_put_seq(s, m, 5, 40, 1000));
     CHECK_OK(fb_close(s));
     char *path = th_path(dir, "blocks/block_00000001.fbk");
     long size = th_file_size(path);
     /* Cut the last record in half, then append garbage after a good one. */
     CHECK_EQ(truncate(path, (long)m[4].offset + 3), 0);
     CHECK_OK(fb_open(dir, &o, &s));
-    fb_addr a;
-    CHECK_OK(fb_addr_from_id(m[4].id, &a));
-    fb_buf *b = NULL;
-    CHECK_RC(fb_get(s, &a, &b, NULL), FB_ENOTFOUND);
+    CHECK_RC(th_get_id(s, m[4].id), FB_ENOTFOUND);
     CHECK_EQ(th_file_size(path), (long)m[4].offset - 64);
     for (int i = 0; i < 4; i++) {
-        CHECK_OK(fb_addr_from_id(m[i].id, &a));
-        CHECK(same_as_seed(s, &a, 40 + i, 1000));
+        CHECK_OK(th_check_id(s, m[i].id, 40 + i, 1000));
     }
     fb_meta m5;
     CHECK_OK(put_seed(s, 99, 1000, &m5)); /* appends where the torn record was */
@@ -247,20 +233,12 @@ TEST(torn_tail_is_cut)
     size = th_file_size(path);
     CHECK_EQ(th_poke(path, size, "garbage!", 8), 0);
     CHECK_OK(fb_open(dir, &o, &s));
-    CHECK_OK(fb_addr_from_id(m5.id, &a));
-    CHECK(same_as_seed(s, &a, 99, 1000));
+    CHECK_OK(th_check_id(s, m5.id, 99, 1000));
     CHECK_EQ(th_file_size(path), size);
     CHECK_OK(fb_close(s));
     free(path);
     fb_test_rmtree(dir);
     free(dir);
-}
-
-static void print_problem(void *ud, const fb_problem *p)
-{
-    (void)ud;
-    fprintf(stderr, "  problem: %s at %llu: %s\n", p->block, (unsigned long long)p->offset,
-            p->detail);
 }
 
 TEST(corrupt_record_is_an_error_not_bytes)
@@ -272,9 +250,7 @@ TEST(corrupt_record_is_an_error_not_bytes)
     CHECK_OK(fb_open(dir, &o, &s));
     enum { N = 12 };
     fb_meta m[N];
-    for (int i = 0; i < N; i++) {
-        CHECK_OK(put_seed(s, 70 + i, 3000, &m[i]));
-    }
+    CHECK_OK(th_put_seq(s, m, N, 70, 3000));
     CHECK_OK(fb_close(s));
     CHECK(strcmp(m[N - 1].block, "block_00000001.fbk") != 0); /* block 1 is sealed */
     char *path = th_path(dir, "blocks/block_00000001.fbk");
@@ -311,7 +287,7 @@ TEST(corrupt_record_is_an_error_not_bytes)
     CHECK_OK(fb_addr_from_id(a2->id, &a));
     CHECK(same_as_seed(s, &a, 70 + (uint64_t)(a2 - m), 3000));
     fb_verify_result vr;
-    CHECK_RC(fb_verify(s, print_problem, NULL, NULL, &vr), FB_ECORRUPT);
+    CHECK_RC(fb_verify(s, th_print_problem, NULL, NULL, &vr), FB_ECORRUPT);
     CHECK_U64_EQ(vr.problems, 2);
     CHECK_U64_EQ(vr.records_checked, N);
     CHECK_OK(fb_close(s));
@@ -329,12 +305,8 @@ TEST(index_file_damaged_or_missing_is_rebuilt)
     CHECK_OK(fb_open(dir, &o, &s));
     enum { N = 40 };
     fb_meta m[N];
-    for (int i = 0; i < N; i++) {
-        CHECK_OK(put_seed(s, 200 + i, 2000, &m[i]));
-    }
-    fb_addr a;
-    CHECK_OK(fb_addr_from_id(m[1].id, &a));
-    CHECK_OK(fb_delete(s, &a, NULL));
+    CHECK_OK(th_put_seq(s, m, N, 200, 2000));
+    CHECK_OK(th_delete_id(s, m[1].id));
     CHECK_OK(fb_close(s));
     char *i1 = th_path(dir, "blocks/block_00000001.idx");
     char *i2 = th_path(dir, "blocks/block_00000002.idx");
@@ -343,12 +315,10 @@ TEST(index_file_damaged_or_missing_is_rebuilt)
     CHECK_OK(fb_open(dir, &o, &s));
     CHECK(th_file_size(i1) > 64); /* rebuilt */
     for (int i = 0; i < N; i++) {
-        CHECK_OK(fb_addr_from_id(m[i].id, &a));
         if (i == 1) {
-            fb_buf *b = NULL;
-            CHECK_RC(fb_get(s, &a, &b, NULL), FB_ENOTFOUND);
+            CHECK_RC(th_get_id(s, m[i].id), FB_ENOTFOUND);
         } else {
-            CHECK(same_as_seed(s, &a, 200 + i, 2000));
+            CHECK_OK(th_check_id(s, m[i].id, 200 + i, 2000));
         }
     }
     CHECK_OK(fb_verify(s, NULL, NULL, NULL, NULL));
@@ -434,26 +404,20 @@ static void fault_round(enum fb_io_op op, int err, int nth)
     /* The store stays usable and loses nothing it acknowledged. */
     fb_meta extra;
     CHECK_OK(put_seed(s, 999, 3000, &extra));
-    for (int i = 0; i < N; i++) {
-        if (ok[i]) {
-            fb_addr a;
-            CHECK_OK(fb_addr_from_id(m[i].id, &a));
-            CHECK(same_as_seed(s, &a, 900 + i, 3000));
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            CHECK_OK(th_reopen(&s, dir, &o));
         }
-    }
-    CHECK_OK(fb_close(s));
-    CHECK_OK(fb_open(dir, &o, &s));
-    for (int i = 0; i < N; i++) {
-        if (ok[i]) {
-            fb_addr a;
-            CHECK_OK(fb_addr_from_id(m[i].id, &a));
-            CHECK(same_as_seed(s, &a, 900 + i, 3000));
+        for (int i = 0; i < N; i++) {
+            if (ok[i]) {
+                CHECK_OK(th_check_id(s, m[i].id, 900 + i, 3000));
+            }
         }
     }
     fb_stats st;
     CHECK_OK(fb_get_stats(s, &st));
     CHECK_U64_EQ(st.live_records, N - failures + 1);
-    CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
+    CHECK_OK(fb_verify(s, th_print_problem, NULL, NULL, NULL));
     CHECK_OK(fb_close(s));
     fb_test_rmtree(dir);
     free(dir);
@@ -654,9 +618,7 @@ TEST(foreach_visits_live_images)
     fb_store *s = NULL;
     CHECK_OK(fb_open(dir, &o, &s));
     fb_meta m[20];
-    for (int i = 0; i < 20; i++) {
-        CHECK_OK(put_seed(s, 300 + i, 500, &m[i]));
-    }
+    CHECK_OK(th_put_seq(s, m, 20, 300, 500));
     for (int i = 0; i < 20; i += 4) {
         fb_addr a;
         CHECK_OK(fb_addr_from_id(m[i].id, &a));
@@ -736,9 +698,7 @@ TEST(sealed_block_truncated_by_hand)
     CHECK_OK(fb_open(dir, &o, &s));
     enum { N = 30 };
     fb_meta m[N];
-    for (int i = 0; i < N; i++) {
-        CHECK_OK(put_seed(s, 600 + i, 2000, &m[i]));
-    }
+    CHECK_OK(th_put_seq(s, m, N, 600, 2000));
     CHECK_OK(fb_close(s));
     /* Cut block 1 in the middle of its third record. */
     int third = 2;
@@ -756,7 +716,7 @@ TEST(sealed_block_truncated_by_hand)
     }
     /* The rebuilt index file matches what is left; the cut is reported. */
     fb_verify_result vr;
-    CHECK_RC(fb_verify(s, print_problem, NULL, NULL, &vr), FB_ECORRUPT);
+    CHECK_RC(fb_verify(s, th_print_problem, NULL, NULL, &vr), FB_ECORRUPT);
     CHECK_U64_EQ(vr.problems, 1);
     CHECK_OK(fb_close(s));
     free(path);
@@ -829,7 +789,7 @@ TEST(full_disk_tmpfs)
     for (int i = rc == 0 ? 1 : 0; i < n; i++) {
         CHECK_OK(th_check_id(s, m[i].id, 2000 + i, 60000));
     }
-    CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
+    CHECK_OK(fb_verify(s, th_print_problem, NULL, NULL, NULL));
     CHECK_OK(fb_close(s));
     free(sub);
     umount(dir);
@@ -890,7 +850,7 @@ TEST(out_of_memory_at_every_allocation)
         /* Whatever failed, the store opens and verifies. */
         CHECK_OK(fb_open(dir, &o, &s));
         CHECK_OK(th_check_id(s, m0.id, 3005, 2000));
-        CHECK_OK(fb_verify(s, print_problem, NULL, NULL, NULL));
+        CHECK_OK(fb_verify(s, th_print_problem, NULL, NULL, NULL));
         CHECK_OK(fb_close(s));
         if (alloc_count < at) {
             break; /* every allocation of the sequence has failed once */
