@@ -301,6 +301,19 @@ static void store_finish(StoreObject *self, PyThreadState *ts, int rc, char *det
     PyEval_RestoreThread(ts);
 }
 
+/* store_finish, then raises the engine's error if the call failed: -1 with
+ * the exception set, or 0. */
+static int store_done(StoreObject *self, PyThreadState *ts, int rc)
+{
+    char detail[DETAIL_MAX];
+    store_finish(self, ts, rc, detail);
+    if (rc < 0) {
+        raise_fb(rc, detail);
+        return -1;
+    }
+    return 0;
+}
+
 /* Waits for the calls in flight, then closes the engine (GIL held on entry
  * and exit). Returns the fb_close code; *detail gets its detail. */
 static int store_shutdown(StoreObject *self, char *detail)
@@ -489,7 +502,6 @@ static PyObject *Store_put(StoreObject *self, PyObject *args, PyObject *kw)
     PyObject *keep = Py_None, *result = NULL;
     fb_image_opts opts = self->image;
     fb_meta meta;
-    char detail[DETAIL_MAX];
     int rc;
 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "y*|$OOOOO:put", kwlist, &data, &quality, &effort,
@@ -517,10 +529,7 @@ static PyObject *Store_put(StoreObject *self, PyObject *args, PyObject *kw)
         goto out;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_put(self->store, data.buf, (size_t)data.len, &opts, &meta);
-    store_finish(self, ts, rc, detail);
-    if (rc < 0)
-        raise_fb(rc, detail);
-    else
+    if (store_done(self, ts, rc) == 0)
         result = meta_to_dict(&meta);
 out:
     PyBuffer_Release(&data);
@@ -534,7 +543,6 @@ static PyObject *Store_put_webp(StoreObject *self, PyObject *args)
     Py_buffer data;
     unsigned int width, height;
     fb_meta meta;
-    char detail[DETAIL_MAX];
     PyObject *result = NULL;
     int rc;
 
@@ -543,10 +551,7 @@ static PyObject *Store_put_webp(StoreObject *self, PyObject *args)
     if (store_enter(self) == 0) {
         PyThreadState *ts = PyEval_SaveThread();
         rc = fb_put_webp(self->store, data.buf, (size_t)data.len, width, height, &meta);
-        store_finish(self, ts, rc, detail);
-        if (rc < 0)
-            raise_fb(rc, detail);
-        else
+        if (store_done(self, ts, rc) == 0)
             result = meta_to_dict(&meta);
     }
     PyBuffer_Release(&data);
@@ -568,7 +573,6 @@ static PyObject *Store_get(StoreObject *self, PyObject *args, PyObject *kw)
     fb_meta meta;
     fb_buf *buf = NULL;
     uint64_t offset;
-    char detail[DETAIL_MAX];
 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|pp:get", kwlist, &addr_obj, &with_meta,
                                      &cached_only))
@@ -583,9 +587,8 @@ static PyObject *Store_get(StoreObject *self, PyObject *args, PyObject *kw)
     } else {
         rc = fb_get(self->store, &addr, &buf, &meta);
     }
-    store_finish(self, ts, rc, detail);
-    if (rc < 0)
-        return raise_fb(rc, detail);
+    if (store_done(self, ts, rc) < 0)
+        return NULL;
     if (buf == NULL)
         Py_RETURN_NONE; /* cached_only and not in the cache */
     data = PyBytes_FromStringAndSize((const char *)fb_buf_data(buf), (Py_ssize_t)fb_buf_len(buf));
@@ -605,16 +608,14 @@ static PyObject *Store_stat(StoreObject *self, PyObject *addr_obj)
 {
     fb_addr addr;
     fb_meta meta;
-    char detail[DETAIL_MAX];
     int rc;
 
     if (parse_addr(addr_obj, &addr) < 0 || store_enter(self) < 0)
         return NULL;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_stat(self->store, &addr, &meta);
-    store_finish(self, ts, rc, detail);
-    if (rc < 0)
-        return raise_fb(rc, detail);
+    if (store_done(self, ts, rc) < 0)
+        return NULL;
     return meta_to_dict(&meta);
 }
 
@@ -624,16 +625,14 @@ static PyObject *Store_delete(StoreObject *self, PyObject *addr_obj)
 {
     fb_addr addr;
     fb_block_stats st;
-    char detail[DETAIL_MAX];
     int rc;
 
     if (parse_addr(addr_obj, &addr) < 0 || store_enter(self) < 0)
         return NULL;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_delete(self->store, &addr, &st);
-    store_finish(self, ts, rc, detail);
-    if (rc < 0)
-        return raise_fb(rc, detail);
+    if (store_done(self, ts, rc) < 0)
+        return NULL;
     return block_stats_to_dict(&st);
 }
 
@@ -642,16 +641,14 @@ static PyObject *Store_stats(StoreObject *self, PyObject *unused)
 {
     (void)unused;
     fb_stats st;
-    char detail[DETAIL_MAX];
     int rc;
 
     if (store_enter(self) < 0)
         return NULL;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_get_stats(self->store, &st);
-    store_finish(self, ts, rc, detail);
-    if (rc < 0)
-        return raise_fb(rc, detail);
+    if (store_done(self, ts, rc) < 0)
+        return NULL;
     return Py_BuildValue(
         "{s:I,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "blocks",
         (unsigned int)st.blocks, "file_bytes", (unsigned long long)st.file_bytes, "live_bytes",
@@ -671,7 +668,6 @@ static PyObject *Store_blocks(StoreObject *self, PyObject *unused)
     (void)unused;
     fb_block_stats *blocks = NULL;
     size_t n = 0;
-    char detail[DETAIL_MAX];
     PyObject *list = NULL;
     int rc;
 
@@ -679,9 +675,8 @@ static PyObject *Store_blocks(StoreObject *self, PyObject *unused)
         return NULL;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_list_blocks(self->store, &blocks, &n);
-    store_finish(self, ts, rc, detail);
-    if (rc < 0)
-        return raise_fb(rc, detail);
+    if (store_done(self, ts, rc) < 0)
+        return NULL;
     list = PyList_New(0);
     for (size_t i = 0; list != NULL && i < n; i++) {
         PyObject *d = block_stats_to_dict(&blocks[i]);
@@ -699,16 +694,14 @@ static PyObject *Store_compact(StoreObject *self, PyObject *args)
 {
     double threshold = -1.0;
     fb_compact_result r;
-    char detail[DETAIL_MAX];
     int rc;
 
     if (!PyArg_ParseTuple(args, "|d:compact", &threshold) || store_enter(self) < 0)
         return NULL;
     PyThreadState *ts = PyEval_SaveThread();
     rc = fb_compact(self->store, threshold, NULL, NULL, &r);
-    store_finish(self, ts, rc, detail);
-    if (rc < 0)
-        return raise_fb(rc, detail);
+    if (store_done(self, ts, rc) < 0)
+        return NULL;
     return Py_BuildValue("{s:I,s:K,s:K}", "blocks_compacted", (unsigned int)r.blocks_compacted,
                          "records_moved", (unsigned long long)r.records_moved, "bytes_reclaimed",
                          (unsigned long long)r.bytes_reclaimed);

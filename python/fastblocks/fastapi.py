@@ -83,6 +83,14 @@ def _error_response(e: Exception) -> Response:
     return JSONResponse({"detail": str(e)}, status_code=503)
 
 
+def _addressed_error_response(e: Exception) -> Response:
+    """The JSON error for a call that names an image in its URL: a malformed id or a negative
+    number there names no image (404); anything else as _error_response."""
+    if isinstance(e, ValueError) and not isinstance(e, ImageError):
+        return JSONResponse(_NOT_FOUND, status_code=404)
+    return _error_response(e)
+
+
 def _etag_matches(header: str, etag: str) -> bool:
     """If-None-Match uses the weak comparison: W/"x" matches "x"."""
     if header.strip() == "*":
@@ -108,13 +116,8 @@ async def _serve(manager: BlockManager, request: Request, addr: Address) -> Resp
             if _etag_matches(inm, f'"{meta["id"]}"'):
                 return Response(status_code=304, headers=_cache_headers(meta))
         data, meta = await manager.read_with_meta(addr)
-    except (FileNotFoundError, ValueError) as e:
-        if isinstance(e, ValueError) and not isinstance(e, ImageError):
-            # A malformed id or negative number in a URL names no image.
-            return JSONResponse(_NOT_FOUND, status_code=404)
-        return _error_response(e)
     except Exception as e:  # engine errors: JSON with the right status, not a bare 500
-        return _error_response(e)
+        return _addressed_error_response(e)
     headers = _cache_headers(meta)
     if request.method == "HEAD":
         headers["Content-Length"] = str(len(data))
@@ -217,23 +220,15 @@ def create_router(manager: Optional[ManagerSource] = None, **router_kwargs: Any)
     async def get_meta(image_id: str):
         try:
             return await get_manager().meta(image_id)
-        except ValueError as e:
-            if isinstance(e, ImageError):
-                return _error_response(e)
-            return JSONResponse(_NOT_FOUND, status_code=404)
         except Exception as e:
-            return _error_response(e)
+            return _addressed_error_response(e)
 
     @r.delete("/images/{image_id}")
     async def delete_by_id(image_id: str):
         try:
             updated = await get_manager().delete(image_id)
-        except ValueError as e:
-            if isinstance(e, ImageError):
-                return _error_response(e)
-            return JSONResponse(_NOT_FOUND, status_code=404)
         except Exception as e:
-            return _error_response(e)
+            return _addressed_error_response(e)
         return {"message": "Image deleted successfully", "updated_metadata": updated}
 
     r.get_manager = get_manager  # type: ignore[attr-defined]

@@ -333,15 +333,43 @@ static int iov_cut(const struct iovec *iov, int cnt, size_t keep, struct iovec *
         return -1;                                                                                 \
     } while (0)
 
+/*
+ * Decides the fate of a transfer of *n bytes: -1 to fail it (errno set);
+ * else it goes ahead with *n bytes: 1 if faulted (*n is then what the
+ * fault lets through), 0 if not.
+ */
+static int fault_transfer(const char *fn, enum op_class cls, int fd, size_t *n)
+{
+    uint64_t ord = check_fd(fn, cls, fd);
+    if (ord == 0) {
+        return 0;
+    }
+    ssize_t k = faulted_len(ord, *n);
+    if (k < 0) {
+        FAIL_WITH_ERRNO();
+    }
+    *n = (size_t)k;
+    return 1;
+}
+
+/* The same for a vector: a faulted one goes ahead with the bytes the fault
+ * lets through, copied into cut (which *iov and *cnt then describe). */
+static int fault_vector(const char *fn, enum op_class cls, int fd, const struct iovec **iov,
+                        int *cnt, struct iovec cut[64])
+{
+    size_t n = iov_total(*iov, *cnt);
+    int f = fault_transfer(fn, cls, fd, &n);
+    if (f > 0) {
+        *cnt = iov_cut(*iov, *cnt, n, cut);
+        *iov = cut;
+    }
+    return f;
+}
+
 FBFAULT_EXPORT ssize_t write(int fd, const void *p, size_t n)
 {
-    uint64_t ord = check_fd("write", C_WRITE, fd);
-    if (ord != 0) {
-        ssize_t k = faulted_len(ord, n);
-        if (k < 0) {
-            FAIL_WITH_ERRNO();
-        }
-        n = (size_t)k;
+    if (fault_transfer("write", C_WRITE, fd, &n) < 0) {
+        return -1;
     }
     return get_write()(fd, p, n);
 }
@@ -349,13 +377,8 @@ FBFAULT_EXPORT ssize_t write(int fd, const void *p, size_t n)
 static ssize_t do_pwrite(ssize_t (*real)(int, const void *, size_t, off_t), int fd, const void *p,
                          size_t n, off_t off)
 {
-    uint64_t ord = check_fd("pwrite", C_WRITE, fd);
-    if (ord != 0) {
-        ssize_t k = faulted_len(ord, n);
-        if (k < 0) {
-            FAIL_WITH_ERRNO();
-        }
-        n = (size_t)k;
+    if (fault_transfer("pwrite", C_WRITE, fd, &n) < 0) {
+        return -1;
     }
     return real(fd, p, n, off);
 }
@@ -375,14 +398,9 @@ FBFAULT_EXPORT ssize_t pwrite64(int fd, const void *p, size_t n, off_t off)
 static ssize_t do_iov_at(ssize_t (*real)(int, const struct iovec *, int, off_t), const char *name,
                          enum op_class cls, int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    uint64_t ord = check_fd(name, cls, fd);
-    if (ord != 0) {
-        ssize_t k = faulted_len(ord, iov_total(iov, cnt));
-        if (k < 0) {
-            FAIL_WITH_ERRNO();
-        }
-        struct iovec cut[64];
-        return real(fd, cut, iov_cut(iov, cnt, (size_t)k, cut), off);
+    struct iovec cut[64];
+    if (fault_vector(name, cls, fd, &iov, &cnt, cut) < 0) {
+        return -1;
     }
     return real(fd, iov, cnt, off);
 }
@@ -399,14 +417,9 @@ FBFAULT_EXPORT ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t
 
 FBFAULT_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
-    uint64_t ord = check_fd("writev", C_WRITE, fd);
-    if (ord != 0) {
-        ssize_t k = faulted_len(ord, iov_total(iov, cnt));
-        if (k < 0) {
-            FAIL_WITH_ERRNO();
-        }
-        struct iovec cut[64];
-        return get_writev()(fd, cut, iov_cut(iov, cnt, (size_t)k, cut));
+    struct iovec cut[64];
+    if (fault_vector("writev", C_WRITE, fd, &iov, &cnt, cut) < 0) {
+        return -1;
     }
     return get_writev()(fd, iov, cnt);
 }
@@ -455,13 +468,8 @@ FBFAULT_EXPORT int renameat2(int da, const char *a, int db, const char *b, unsig
 
 FBFAULT_EXPORT ssize_t read(int fd, void *p, size_t n)
 {
-    uint64_t ord = check_fd("read", C_READ, fd);
-    if (ord != 0) {
-        ssize_t k = faulted_len(ord, n);
-        if (k < 0) {
-            FAIL_WITH_ERRNO();
-        }
-        n = (size_t)k;
+    if (fault_transfer("read", C_READ, fd, &n) < 0) {
+        return -1;
     }
     return get_read()(fd, p, n);
 }
@@ -469,13 +477,8 @@ FBFAULT_EXPORT ssize_t read(int fd, void *p, size_t n)
 static ssize_t do_pread(ssize_t (*real)(int, void *, size_t, off_t), int fd, void *p, size_t n,
                         off_t off)
 {
-    uint64_t ord = check_fd("pread", C_READ, fd);
-    if (ord != 0) {
-        ssize_t k = faulted_len(ord, n);
-        if (k < 0) {
-            FAIL_WITH_ERRNO();
-        }
-        n = (size_t)k;
+    if (fault_transfer("pread", C_READ, fd, &n) < 0) {
+        return -1;
     }
     return real(fd, p, n, off);
 }

@@ -449,9 +449,10 @@ def test_full_disk_server_503_reads_work_remount_resumes(tmp_path, small_disk):
     s.check("after the full disk")
 
 
-def test_full_disk_cli_delete_compact_resumes(tmp_path, small_disk):
-    """Full disk: put says ENOSPC, reads work, deleting a whole block and
-    compacting frees its space, and puts resume."""
+def fill_disk_cli(tmp_path, small_disk):
+    """Puts a large WebP through the CLI until the small disk is full: the
+    last put must fail naming ENOSPC after at least 10 were stored. Returns
+    the store, the WebP and its file."""
     webp = big_webp(tmp_path)
     src = tmp_path / "big.webp"
     src.write_bytes(webp)
@@ -466,6 +467,13 @@ def test_full_disk_cli_delete_compact_resumes(tmp_path, small_disk):
     for ident in s.acked:
         s.acked[ident] = webp
     assert len(s.acked) >= 10
+    return s, webp, src
+
+
+def test_full_disk_cli_delete_compact_resumes(tmp_path, small_disk):
+    """Full disk: put says ENOSPC, reads work, deleting a whole block and
+    compacting frees its space, and puts resume."""
+    s, webp, src = fill_disk_cli(tmp_path, small_disk)
     s.check("full")
     # Every image of the first block: deleting them makes it wholly dead,
     # so compaction has nothing to copy and only removes the file.
@@ -484,19 +492,7 @@ def test_full_disk_cli_delete_compact_resumes(tmp_path, small_disk):
 
 def test_full_disk_cli_enlarged_resumes(tmp_path, small_disk):
     """Full disk through the CLI: ENOSPC named, nothing lost; more room, puts resume."""
-    webp = big_webp(tmp_path)
-    src = tmp_path / "big.webp"
-    src.write_bytes(webp)
-    s = Store(small_disk, args=["--max-block-size", "1M"])
-    r = None
-    for _ in range(200):
-        r, ids = s.put(src)
-        if r.returncode != 0:
-            break
-    assert r.returncode == 1 and "no space left on device" in r.stderr.decode()
-    for ident in s.acked:
-        s.acked[ident] = webp
-    assert len(s.acked) >= 10
+    s, webp, src = fill_disk_cli(tmp_path, small_disk)
     subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
     r, ids = s.put(src)
     assert r.returncode == 0 and len(ids) == 1, r.stderr.decode()

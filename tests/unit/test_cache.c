@@ -7,8 +7,7 @@
  */
 #include "fb_test.h"
 
-#include "cache.h"
-#include "util/buf.h"
+#include "cache_helpers.h"
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
@@ -17,16 +16,7 @@
  * written, so that large buffers cost address space, not time. */
 static fb_buf *make_buf(uint64_t key, size_t len)
 {
-    fb_buf *b = fb__buf_new(len);
-    if (b == NULL) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    uint8_t *p = fb__buf_mut(b);
-    for (size_t i = 0; i < len && i < 64; i++) {
-        p[i] = (uint8_t)(key * 31 + i);
-    }
-    return b;
+    return ch_buf(key, len, 64);
 }
 
 /* Puts key with a fresh buffer of len bytes and drops the caller's reference. */
@@ -149,11 +139,12 @@ TEST(reference_outlives_entry)
  * One shard (1 MiB), cap 10 entries: the small queue's share is 1 entry.
  * Hits in the small queue promote to main at eviction time; an unhit tail
  * is evicted into the ghost; a ghost key comes back straight into main.
+ * The start of the traces of the next two tests, on a new cache in *out.
  */
-TEST(s3fifo_promotion_and_ghost)
+static void promotion_trace(fb_cache **out)
 {
-    fb_cache *c = NULL;
-    CHECK_OK(fb__cache_new(MIB, 10, &c));
+    CHECK_OK(fb__cache_new(MIB, 10, out));
+    fb_cache *c = *out;
     for (uint64_t k = 1; k <= 10; k++) {
         put_new(c, k, 10);
     }
@@ -161,6 +152,13 @@ TEST(s3fifo_promotion_and_ghost)
     put_new(c, 11, 10); /* S tail 1,2,3 hit -> M; 4 evicted to the ghost */
     put_new(c, 4, 10);  /* ghost hit: into M; evicts S tail 5 */
     put_new(c, 12, 10); /* evicts S tail 6 */
+}
+
+TEST(s3fifo_promotion_and_ghost)
+{
+    fb_cache *c = NULL;
+    promotion_trace(&c);
+    CHECK(!fb_test_current_failed);
     fb_cache_stats st;
     fb__cache_stats(c, &st);
     CHECK_U64_EQ(st.evictions, 3);
@@ -178,14 +176,8 @@ TEST(s3fifo_promotion_and_ghost)
 TEST(s3fifo_scan_does_not_flush_main)
 {
     fb_cache *c = NULL;
-    CHECK_OK(fb__cache_new(MIB, 10, &c));
-    for (uint64_t k = 1; k <= 10; k++) {
-        put_new(c, k, 10);
-    }
-    CHECK(cached(c, 1) && cached(c, 2) && cached(c, 3));
-    put_new(c, 11, 10);
-    put_new(c, 4, 10);
-    put_new(c, 12, 10);
+    promotion_trace(&c);
+    CHECK(!fb_test_current_failed);
     for (uint64_t k = 100; k < 120; k++) {
         put_new(c, k, 10);
     }
@@ -197,35 +189,44 @@ TEST(s3fifo_scan_does_not_flush_main)
  * Byte budget: 1 MiB, 100 KiB objects (10 fit). The small queue's share is
  * 10% of the bytes, so it may hold one object without being over it, and
  * eviction then comes from main, where a hit buys one more round
- * (reinsertion at the head, frequency decremented).
+ * (reinsertion at the head, frequency decremented). The trace of the next
+ * two tests, on a new cache in *out.
  */
-TEST(s3fifo_main_reinsertion_by_bytes)
+#define OBJ (100 * KIB)
+
+static void by_bytes_trace(fb_cache **out)
 {
-    const size_t sz = 100 * KIB;
-    fb_cache *c = NULL;
-    CHECK_OK(fb__cache_new(MIB, 0, &c));
+    CHECK_OK(fb__cache_new(MIB, 0, out));
+    fb_cache *c = *out;
     for (uint64_t k = 1; k <= 10; k++) {
-        put_new(c, k, sz);
+        put_new(c, k, OBJ);
     }
     for (uint64_t k = 1; k <= 5; k++) {
         CHECK(cached(c, k));
     }
     CHECK(cached(c, 1));
-    put_new(c, 11, sz); /* 1..5 -> M (freq reset), 6 evicted */
+    put_new(c, 11, OBJ); /* 1..5 -> M (freq reset), 6 evicted */
     CHECK(cached(c, 1) && cached(c, 3));
     for (uint64_t k = 12; k <= 17; k++) {
-        put_new(c, k, sz); /* each evicts the S tail: 7..12 */
+        put_new(c, k, OBJ); /* each evicts the S tail: 7..12 */
     }
     for (uint64_t k = 13; k <= 16; k++) {
         CHECK(cached(c, k));
     }
-    put_new(c, 18, sz); /* 13..16 -> M, 17 evicted; S = {18} */
-    put_new(c, 19, sz); /* S under its share: M tail 1 reinserted, 2 evicted */
-    put_new(c, 20, sz); /* S = {19, 18} over its share: 18 evicted */
+    put_new(c, 18, OBJ); /* 13..16 -> M, 17 evicted; S = {18} */
+    put_new(c, 19, OBJ); /* S under its share: M tail 1 reinserted, 2 evicted */
+    put_new(c, 20, OBJ); /* S = {19, 18} over its share: 18 evicted */
+}
+
+TEST(s3fifo_main_reinsertion_by_bytes)
+{
+    fb_cache *c = NULL;
+    by_bytes_trace(&c);
+    CHECK(!fb_test_current_failed);
     fb_cache_stats st;
     fb__cache_stats(c, &st);
     CHECK_U64_EQ(st.entries, 10);
-    CHECK_U64_EQ(st.bytes, 10 * sz);
+    CHECK_U64_EQ(st.bytes, 10 * OBJ);
     CHECK_U64_EQ(st.evictions, 10);
     CHECK_SURVIVORS(c, 22, 1, 3, 4, 5, 13, 14, 15, 16, 19, 20);
     fb__cache_free(c);
@@ -235,30 +236,12 @@ TEST(s3fifo_main_reinsertion_by_bytes)
  * next insertion therefore evicts from M, not 20 from S. */
 TEST(s3fifo_ghost_readmits_into_main)
 {
-    const size_t sz = 100 * KIB;
     fb_cache *c = NULL;
-    CHECK_OK(fb__cache_new(MIB, 0, &c));
-    for (uint64_t k = 1; k <= 10; k++) {
-        put_new(c, k, sz);
-    }
-    for (uint64_t k = 1; k <= 5; k++) {
-        CHECK(cached(c, k));
-    }
-    CHECK(cached(c, 1));
-    put_new(c, 11, sz);
-    CHECK(cached(c, 1) && cached(c, 3));
-    for (uint64_t k = 12; k <= 17; k++) {
-        put_new(c, k, sz);
-    }
-    for (uint64_t k = 13; k <= 16; k++) {
-        CHECK(cached(c, k));
-    }
-    put_new(c, 18, sz);
-    put_new(c, 19, sz);
-    put_new(c, 20, sz);
-    put_new(c, 18, sz); /* S = {20, 19}: 19 evicted; 18 from the ghost into M */
+    by_bytes_trace(&c);
+    CHECK(!fb_test_current_failed);
+    put_new(c, 18, OBJ); /* S = {20, 19}: 19 evicted; 18 from the ghost into M */
     /* S = {20} under its share: M tail 3 (hit earlier) reinserted, 4 evicted */
-    put_new(c, 21, sz);
+    put_new(c, 21, OBJ);
     CHECK_SURVIVORS(c, 22, 1, 3, 5, 13, 14, 15, 16, 18, 20, 21);
     fb__cache_free(c);
 }
@@ -359,15 +342,6 @@ TEST(entry_cap_holds)
     fb__cache_free(c);
 }
 
-/* xorshift64*: deterministic pseudo-random numbers for the traces. */
-static uint64_t rnd(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
-
 /*
  * After any sequence of put, replace, remove and get, the cache holds
  * exactly the last value put for each key it holds, never a removed key,
@@ -382,10 +356,10 @@ static void random_accounting(uint64_t capacity, uint64_t max_entries, size_t ma
     uint64_t s = seed;
     CHECK_OK(fb__cache_new(capacity, max_entries, &c));
     for (int step = 0; step < STEPS; step++) {
-        uint64_t k = rnd(&s) % NKEYS;
-        unsigned op = (unsigned)(rnd(&s) % 10);
+        uint64_t k = ch_rnd(&s) % NKEYS;
+        unsigned op = (unsigned)(ch_rnd(&s) % 10);
         if (op < 5) {
-            fb_buf *b = make_buf(k, 1 + rnd(&s) % max_len);
+            fb_buf *b = make_buf(k, 1 + ch_rnd(&s) % max_len);
             fb__cache_put(c, k, b);
             fb_buf_release(last[k]);
             last[k] = b;

@@ -12,45 +12,16 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "cache.h"
-#include "util/buf.h"
+#include "cache_helpers.h"
 
 #define NKEYS 4096
 #define HELD 8 /* references a reader keeps for a while before releasing */
 
-static uint64_t rnd(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
-
 /* Every byte of a key's buffer is derived from the key, so that a reader can
- * tell its reference still holds the bytes it was given. */
+ * tell its reference still holds the bytes it was given (ch_intact). */
 static fb_buf *make_buf(uint64_t key, size_t len)
 {
-    fb_buf *b = fb__buf_new(len);
-    if (b == NULL) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    uint8_t *p = fb__buf_mut(b);
-    for (size_t i = 0; i < len; i++) {
-        p[i] = (uint8_t)(key ^ (i * 7));
-    }
-    return b;
-}
-
-static int intact(const fb_buf *b, uint64_t key)
-{
-    const uint8_t *p = fb_buf_data(b);
-    for (size_t i = 0; i < fb_buf_len(b); i++) {
-        if (p[i] != (uint8_t)(key ^ (i * 7))) {
-            return 0;
-        }
-    }
-    return 1;
+    return ch_buf(key, len, SIZE_MAX);
 }
 
 typedef struct worker {
@@ -69,10 +40,10 @@ static void *churn(void *arg)
     uint64_t held_key[HELD] = {0};
     for (int i = 0; i < w->ops; i++) {
         /* Skewed keys, so that threads collide on the same entries. */
-        uint64_t r = rnd(&w->seed);
+        uint64_t r = ch_rnd(&w->seed);
         uint64_t key = (r & 1) ? (r >> 8) % 16 : (r >> 8) % NKEYS;
         if (w->role == 1 || (w->role == 0 && i % 8 == 0)) {
-            fb_buf *b = make_buf(key, 64 + rnd(&w->seed) % 2048);
+            fb_buf *b = make_buf(key, 64 + ch_rnd(&w->seed) % 2048);
             fb__cache_put(w->cache, key, b);
             fb_buf_release(b);
         } else if (w->role == 2 && i % 2 == 0) {
@@ -82,7 +53,7 @@ static void *churn(void *arg)
             w->gets++;
             if (b != NULL) {
                 int slot = i % HELD;
-                if (held[slot] != NULL && !intact(held[slot], held_key[slot])) {
+                if (held[slot] != NULL && !ch_intact(held[slot], held_key[slot])) {
                     w->corrupt++;
                 }
                 fb_buf_release(held[slot]);
@@ -92,7 +63,7 @@ static void *churn(void *arg)
         }
     }
     for (int i = 0; i < HELD; i++) {
-        if (held[i] != NULL && !intact(held[i], held_key[i])) {
+        if (held[i] != NULL && !ch_intact(held[i], held_key[i])) {
             w->corrupt++;
         }
         fb_buf_release(held[i]);
@@ -130,7 +101,7 @@ static void race(uint64_t max_bytes, uint64_t max_entries)
     for (uint64_t k = 0; k < NKEYS; k++) {
         fb_buf *b = fb__cache_get(c, k);
         if (b != NULL) {
-            CHECK(intact(b, k));
+            CHECK(ch_intact(b, k));
             bytes += fb_buf_len(b);
             entries++;
             fb_buf_release(b);
@@ -175,7 +146,7 @@ static void *fill(void *arg)
     filler *f = arg;
     while (!atomic_load(&stop)) {
         int d = atomic_load(&deleted_upto);
-        uint64_t r = rnd(&f->seed);
+        uint64_t r = ch_rnd(&f->seed);
         /* Mostly keys around the deletion front, where the races are. */
         int key = (int)((uint64_t)d + r % 64) % DKEYS;
         if (r & 0x10000) {

@@ -236,96 +236,108 @@ static uint64_t rfc3339(const char *s)
     return (uint64_t)((int64_t)timegm(&tm) - off);
 }
 
-TEST(spec_generate)
+/*
+ * Runs check(v, f, arg) for every vector v of a spec file, f being a keyring
+ * of the vector's secret; stops at the first vector that fails.
+ */
+static void each_vector(const char *name, void (*check)(json_t *v, fb_fernet *f, void *arg),
+                        void *arg)
 {
-    json_t *vs = load_vectors("generate.json");
+    json_t *vs = load_vectors(name);
     size_t i;
     json_t *v;
     json_array_foreach(vs, i, v)
     {
         fb_fernet *f = ring_of(str_member(v, "secret"), NULL);
-        uint8_t iv[16];
-        json_t *ivs = member(v, "iv");
-        CHECK_EQ(json_array_size(ivs), 16);
-        for (size_t b = 0; b < 16; b++) {
-            iv[b] = (uint8_t)json_integer_value(json_array_get(ivs, b));
-        }
-        const char *src = str_member(v, "src");
-        uint64_t now = rfc3339(str_member(v, "now"));
-        CHECK_U64_EQ(now, 499162800);
-        uint8_t tok[256];
-        size_t tlen;
-        CHECK_OK(fb__fernet_encrypt_iv(f, src, strlen(src), now, iv, tok, sizeof tok, &tlen));
-        char text[400];
-        fb__base64url_encode(tok, tlen, text);
-        CHECK_STR_EQ(text, str_member(v, "token"));
+        check(v, f, arg);
         fb__fernet_free(f);
+        if (fb_test_current_failed) {
+            break;
+        }
     }
     json_decref(vs);
+}
+
+static void check_generate(json_t *v, fb_fernet *f, void *arg)
+{
+    (void)arg;
+    uint8_t iv[16];
+    json_t *ivs = member(v, "iv");
+    CHECK_EQ(json_array_size(ivs), 16);
+    for (size_t b = 0; b < 16; b++) {
+        iv[b] = (uint8_t)json_integer_value(json_array_get(ivs, b));
+    }
+    const char *src = str_member(v, "src");
+    uint64_t now = rfc3339(str_member(v, "now"));
+    CHECK_U64_EQ(now, 499162800);
+    uint8_t tok[256];
+    size_t tlen;
+    CHECK_OK(fb__fernet_encrypt_iv(f, src, strlen(src), now, iv, tok, sizeof tok, &tlen));
+    char text[400];
+    fb__base64url_encode(tok, tlen, text);
+    CHECK_STR_EQ(text, str_member(v, "token"));
+}
+
+TEST(spec_generate)
+{
+    each_vector("generate.json", check_generate, NULL);
+}
+
+static void check_verify(json_t *v, fb_fernet *f, void *arg)
+{
+    (void)arg;
+    const char *text = str_member(v, "token");
+    uint8_t tok[256], out[256];
+    long tlen = fb__base64url_decode(text, strlen(text), tok, sizeof tok);
+    CHECK(tlen > 0);
+    size_t plen = 0;
+    uint64_t now = rfc3339(str_member(v, "now"));
+    int64_t ttl = json_integer_value(member(v, "ttl_sec"));
+    CHECK_OK(fb__fernet_decrypt_at(f, tok, (size_t)tlen, ttl, now, out, sizeof out, &plen));
+    const char *src = str_member(v, "src");
+    CHECK_EQ(plen, strlen(src));
+    CHECK_MEM_EQ(out, src, plen);
+    /* The plain decrypt (no TTL) agrees, and so does the timestamp. */
+    CHECK_OK(fb__fernet_decrypt(f, tok, (size_t)tlen, out, sizeof out, &plen, NULL));
+    uint64_t ts = 0;
+    CHECK_OK(fb__fernet_timestamp(f, tok, (size_t)tlen, &ts));
+    CHECK_U64_EQ(ts, now - 1);
 }
 
 TEST(spec_verify)
 {
-    json_t *vs = load_vectors("verify.json");
-    size_t i;
-    json_t *v;
-    json_array_foreach(vs, i, v)
-    {
-        fb_fernet *f = ring_of(str_member(v, "secret"), NULL);
-        const char *text = str_member(v, "token");
-        uint8_t tok[256], out[256];
-        long tlen = fb__base64url_decode(text, strlen(text), tok, sizeof tok);
-        CHECK(tlen > 0);
-        size_t plen = 0;
+    each_vector("verify.json", check_verify, NULL);
+}
+
+/* Counts the vectors rejected in *(size_t *)rejected. */
+static void check_invalid(json_t *v, fb_fernet *f, void *rejected)
+{
+    const char *desc = str_member(v, "desc");
+    const char *text = str_member(v, "token");
+    uint8_t tok[256], out[256];
+    size_t plen = 0;
+    long tlen = fb__base64url_decode(text, strlen(text), tok, sizeof tok);
+    if (tlen < 0) {
+        /* Rejected before it becomes a binary token. */
+        CHECK(strstr(desc, "base64") != NULL);
+    } else {
         uint64_t now = rfc3339(str_member(v, "now"));
         int64_t ttl = json_integer_value(member(v, "ttl_sec"));
-        CHECK_OK(fb__fernet_decrypt_at(f, tok, (size_t)tlen, ttl, now, out, sizeof out, &plen));
-        const char *src = str_member(v, "src");
-        CHECK_EQ(plen, strlen(src));
-        CHECK_MEM_EQ(out, src, plen);
-        /* The plain decrypt (no TTL) agrees, and so does the timestamp. */
-        CHECK_OK(fb__fernet_decrypt(f, tok, (size_t)tlen, out, sizeof out, &plen, NULL));
-        uint64_t ts = 0;
-        CHECK_OK(fb__fernet_timestamp(f, tok, (size_t)tlen, &ts));
-        CHECK_U64_EQ(ts, now - 1);
-        fb__fernet_free(f);
+        int rc = fb__fernet_decrypt_at(f, tok, (size_t)tlen, ttl, now, out, sizeof out, &plen);
+        if (rc != FB_EINTEGRITY) {
+            fprintf(stderr, "vector \"%s\": %s\n", desc, fb_err_name(rc));
+        }
+        CHECK_EQ(rc, FB_EINTEGRITY);
+        CHECK(strstr(fb_last_error(), "failed verification") != NULL);
     }
-    json_decref(vs);
+    (*(size_t *)rejected)++;
 }
 
 TEST(spec_invalid)
 {
-    json_t *vs = load_vectors("invalid.json");
-    size_t i;
-    json_t *v;
     size_t rejected = 0;
-    json_array_foreach(vs, i, v)
-    {
-        const char *desc = str_member(v, "desc");
-        fb_fernet *f = ring_of(str_member(v, "secret"), NULL);
-        const char *text = str_member(v, "token");
-        uint8_t tok[256], out[256];
-        size_t plen = 0;
-        long tlen = fb__base64url_decode(text, strlen(text), tok, sizeof tok);
-        if (tlen < 0) {
-            /* Rejected before it becomes a binary token. */
-            CHECK(strstr(desc, "base64") != NULL);
-            rejected++;
-        } else {
-            uint64_t now = rfc3339(str_member(v, "now"));
-            int64_t ttl = json_integer_value(member(v, "ttl_sec"));
-            int rc = fb__fernet_decrypt_at(f, tok, (size_t)tlen, ttl, now, out, sizeof out, &plen);
-            if (rc != FB_EINTEGRITY) {
-                fprintf(stderr, "vector \"%s\": %s\n", desc, fb_err_name(rc));
-            }
-            CHECK_EQ(rc, FB_EINTEGRITY);
-            CHECK(strstr(fb_last_error(), "failed verification") != NULL);
-            rejected++;
-        }
-        fb__fernet_free(f);
-    }
+    each_vector("invalid.json", check_invalid, &rejected);
     CHECK_EQ(rejected, 8);
-    json_decref(vs);
 }
 
 /* ---- tampering ----------------------------------------------------------- */

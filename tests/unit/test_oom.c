@@ -183,18 +183,13 @@ static int read_seed(fb_store *s, const char *id, uint64_t seed)
     return same ? 0 : FB_ECORRUPT;
 }
 
-/* 0 if the id reads back at all (images whose bytes the operation itself
- * compared, marked live == 2). */
-static int read_any(fb_store *s, const char *id)
+/* Whether the store answers for e what e expects: its bytes (images whose
+ * bytes the operation itself compared, marked live == 2, only that they
+ * read), or FB_ENOTFOUND for a dead one. *got is the read's result. */
+static int as_expected(fb_store *s, const expect *e, int *got)
 {
-    fb_addr a;
-    fb_buf *b = NULL;
-    int rc = fb_addr_from_id(id, &a);
-    if (rc == 0) {
-        rc = fb_get(s, &a, &b, NULL);
-    }
-    fb_buf_release(b);
-    return rc;
+    *got = e->live == 2 ? th_get_id(s, e->id) : read_seed(s, e->id, e->seed);
+    return *got == (e->live ? 0 : FB_ENOTFOUND);
 }
 
 /*
@@ -227,9 +222,7 @@ static int make_template(tmpl *t, const char *tag, int coded)
     }
     t->nexp = NIMG;
     for (int i = 0; rc == 0 && i < NIMG / 2; i += 2) {
-        fb_addr a;
-        fb_addr_from_id(t->exp[i].id, &a);
-        rc = fb_delete(s, &a, NULL);
+        rc = th_delete_id(s, t->exp[i].id);
         t->exp[i].live = 0;
     }
     int rc2 = fb_close(s);
@@ -254,8 +247,8 @@ static void check_store(const char *dir, const fb_options *opts, const expect *e
     CHECK_OK(fb_open(dir, opts, &s));
     uint64_t live = 0;
     for (size_t i = 0; i < nexp; i++) {
-        int rc = exp[i].live == 2 ? read_any(s, exp[i].id) : read_seed(s, exp[i].id, exp[i].seed);
-        if (rc != (exp[i].live ? 0 : FB_ENOTFOUND)) {
+        int rc;
+        if (!as_expected(s, &exp[i], &rc)) {
             fprintf(stderr, "  image %s (seed %llu): %s, want %s; detail: %s\n", exp[i].id,
                     (unsigned long long)exp[i].seed, fb_err_name(rc),
                     exp[i].live ? "OK" : "ENOTFOUND", fb_last_error());
@@ -288,13 +281,19 @@ typedef struct sweep {
     const tmpl *t;       /* copied into a fresh directory per iteration; NULL: empty dir */
     fb_options opts;     /* how the operation and the check open the store */
     int (*op)(iter *it); /* runs the operation with arm()/disarm() around the call */
-    int store_check;     /* check_store after every iteration */
+    int flags;           /* SW_* */
 } sweep;
+
+enum {
+    SW_CHECK = 1, /* check_store after every iteration */
+    SW_OPEN = 2,  /* the operation works on it->s, opened (unarmed) and closed around it */
+};
 
 struct iter {
     const sweep *sw;
     long n;
     char *dir;
+    fb_store *s; /* with SW_OPEN */
     expect exp[MAXEXP];
     size_t nexp;
     int rc;
@@ -317,8 +316,15 @@ static void *iteration(void *arg)
         memcpy(it->exp, sw->t->exp, sizeof it->exp);
         it->nexp = sw->t->nexp;
     }
+    if (sw->flags & SW_OPEN && fb_open(it->dir, &sw->opts, &it->s) != 0) {
+        fb_test_current_failed = 1;
+        fprintf(stderr, "unarmed fb_open failed: %s\n", fb_last_error());
+        goto out;
+    }
     it->rc = sw->op(it);
     disarm();
+    fb_close(it->s);
+    it->s = NULL;
     it->injected = atomic_load(&injected);
     if (fb_test_current_failed) {
         goto out;
@@ -335,7 +341,7 @@ static void *iteration(void *arg)
         fprintf(stderr, "%s returned ENOMEM with no allocation failed\n", sw->name);
         goto out;
     }
-    if (sw->store_check) {
+    if (sw->flags & SW_CHECK) {
         check_store(it->dir, &sw->opts, it->exp, it->nexp);
     }
 out:
@@ -397,15 +403,13 @@ static long run_sweep(const sweep *sw)
 /* ------------------------------------------------------------------------ */
 /* Operations                                                                */
 
-static fb_store *open_quiet(iter *it)
+/* Adds an image the operation acknowledged to the expected set. */
+static void add_expect(iter *it, const char *id, uint64_t seed, int live)
 {
-    fb_store *s = NULL;
-    if (fb_open(it->dir, &it->sw->opts, &s) != 0) {
-        fb_test_current_failed = 1;
-        fprintf(stderr, "unarmed fb_open failed: %s\n", fb_last_error());
-        return NULL;
-    }
-    return s;
+    expect *e = &it->exp[it->nexp++];
+    memcpy(e->id, id, sizeof e->id);
+    e->seed = seed;
+    e->live = live;
 }
 
 static int op_open(iter *it)
@@ -425,10 +429,6 @@ static int op_open(iter *it)
 /* Appends one image; acknowledged ones join the expected set. */
 static int op_put_webp(iter *it)
 {
-    fb_store *s = open_quiet(it);
-    if (s == NULL) {
-        return 0;
-    }
     /* Large enough that the template's active block cannot take it: the
      * put rotates (seals a block, writes its index file) on the way. */
     size_t n;
@@ -441,25 +441,14 @@ static int op_put_webp(iter *it)
     free(p);
     fb_meta m;
     arm(it->n);
-    int rc = fb_put_webp(s, q, big, 11, 7, &m);
+    int rc = fb_put_webp(it->s, q, big, 11, 7, &m);
     disarm();
     free(q);
     if (rc == 0) {
         /* read_seed cannot regenerate this one; compare here instead. */
-        fb_addr a;
-        fb_buf *b = NULL;
-        EXPECT(fb_addr_from_id(m.id, &a) == 0);
-        int grc = fb_get(s, &a, &b, NULL);
-        fb_buf_release(b);
-        EXPECT(grc == 0);
-    }
-    fb_close(s);
-    if (rc == 0) {
+        EXPECT(th_get_id(it->s, m.id) == 0);
         /* Counted as live: check_store's live_records must include it. */
-        expect *e = &it->exp[it->nexp++];
-        memcpy(e->id, m.id, sizeof m.id);
-        e->seed = 0;
-        e->live = 2; /* marker: present, bytes checked above */
+        add_expect(it, m.id, 0, 2); /* 2: present, bytes checked above */
     }
     return rc;
 }
@@ -467,20 +456,12 @@ static int op_put_webp(iter *it)
 /* A small image of the seed kind, so check_store can compare its bytes. */
 static int op_put_small(iter *it)
 {
-    fb_store *s = open_quiet(it);
-    if (s == NULL) {
-        return 0;
-    }
     fb_meta m;
     arm(it->n);
-    int rc = put_seed(s, 777, &m);
+    int rc = put_seed(it->s, 777, &m);
     disarm();
-    fb_close(s);
     if (rc == 0) {
-        expect *e = &it->exp[it->nexp++];
-        memcpy(e->id, m.id, sizeof m.id);
-        e->seed = 777;
-        e->live = 1;
+        add_expect(it, m.id, 777, 1);
     }
     return rc;
 }
@@ -492,29 +473,19 @@ static size_t jpeg_len;
  * append. Only the library's own allocations go through the hook. */
 static int op_put_image(iter *it)
 {
-    fb_store *s = open_quiet(it);
-    if (s == NULL) {
-        return 0;
-    }
     fb_meta m;
     arm(it->n);
-    int rc = fb_put(s, jpeg, jpeg_len, NULL, &m);
+    int rc = fb_put(it->s, jpeg, jpeg_len, NULL, &m);
     disarm();
     fb_buf *b = NULL;
     if (rc == 0) {
         fb_addr a;
         EXPECT(fb_addr_from_id(m.id, &a) == 0);
-        EXPECT(fb_get(s, &a, &b, NULL) == 0);
+        EXPECT(fb_get(it->s, &a, &b, NULL) == 0);
         EXPECT(fb_buf_len(b) == m.bytes && memcmp(fb_buf_data(b), "RIFF", 4) == 0);
+        add_expect(it, m.id, 0, 2);
     }
     fb_buf_release(b);
-    fb_close(s);
-    if (rc == 0) {
-        expect *e = &it->exp[it->nexp++];
-        memcpy(e->id, m.id, sizeof m.id);
-        e->seed = 0;
-        e->live = 2;
-    }
     return rc;
 }
 
@@ -522,17 +493,13 @@ static int op_put_image(iter *it)
  * zstd, cache insert. */
 static int op_get(iter *it)
 {
-    fb_store *s = open_quiet(it);
-    if (s == NULL) {
-        return 0;
-    }
     const expect *e = &it->exp[NIMG - 1];
     fb_addr a;
     EXPECT(fb_addr_from_id(e->id, &a) == 0);
     fb_buf *b = NULL;
     fb_meta m;
     arm(it->n);
-    int rc = fb_get(s, &a, &b, &m);
+    int rc = fb_get(it->s, &a, &b, &m);
     disarm();
     if (rc == 0) {
         size_t n;
@@ -545,8 +512,7 @@ static int op_get(iter *it)
     }
     fb_buf_release(b);
     /* A second read must work and match whatever the first left cached. */
-    EXPECT(read_seed(s, e->id, e->seed) == 0);
-    fb_close(s);
+    EXPECT(read_seed(it->s, e->id, e->seed) == 0);
     return rc;
 }
 
@@ -554,20 +520,15 @@ static int op_get(iter *it)
  * store must say the same thing before and after reopening. */
 static int op_delete(iter *it)
 {
-    fb_store *s = open_quiet(it);
-    if (s == NULL) {
-        return 0;
-    }
     expect *e = &it->exp[1];
     fb_addr a;
     EXPECT(fb_addr_from_id(e->id, &a) == 0);
     fb_block_stats bs;
     arm(it->n);
-    int rc = fb_delete(s, &a, &bs);
+    int rc = fb_delete(it->s, &a, &bs);
     disarm();
     fb_meta m;
-    int st = fb_stat(s, &a, &m);
-    fb_close(s);
+    int st = fb_stat(it->s, &a, &m);
     if (rc == 0 && st != FB_ENOTFOUND) {
         fb_test_current_failed = 1;
         fprintf(stderr, "acknowledged delete still finds the image: %s\n", fb_err_name(st));
@@ -584,13 +545,9 @@ static int op_delete(iter *it)
 
 static int op_compact(iter *it)
 {
-    fb_store *s = open_quiet(it);
-    if (s == NULL) {
-        return 0;
-    }
     fb_compact_result res = {0};
     arm(it->n);
-    int rc = fb_compact(s, 0.3, NULL, NULL, &res);
+    int rc = fb_compact(it->s, 0.3, NULL, NULL, &res);
     disarm();
     if (rc == 0 && res.blocks_compacted == 0) {
         fb_test_current_failed = 1;
@@ -598,62 +555,46 @@ static int op_compact(iter *it)
     }
     /* The open store must be consistent too, not only after a reopen. */
     for (size_t i = 0; i < it->nexp && !fb_test_current_failed; i++) {
-        int r = read_seed(s, it->exp[i].id, it->exp[i].seed);
-        if (r != (it->exp[i].live ? 0 : FB_ENOTFOUND)) {
+        int r;
+        if (!as_expected(it->s, &it->exp[i], &r)) {
             fb_test_current_failed = 1;
             fprintf(stderr, "after failed compaction image %zu: %s (%s)\n", i, fb_err_name(r),
                     fb_last_error());
         }
     }
-    fb_close(s);
     return rc;
 }
 
 static int op_rekey(iter *it)
 {
-    fb_store *s = open_quiet(it);
-    if (s == NULL) {
-        return 0;
-    }
     fb_compact_result res = {0};
     arm(it->n);
-    int rc = fb_rekey(s, NULL, NULL, &res);
+    int rc = fb_rekey(it->s, NULL, NULL, &res);
     disarm();
-    fb_close(s);
     return rc;
 }
 
 /* Verification under memory pressure must say ENOMEM, never "corrupt". */
 static int op_verify(iter *it)
 {
-    fb_store *s = open_quiet(it);
-    if (s == NULL) {
-        return 0;
-    }
     fb_verify_result vr;
     arm(it->n);
-    int rc = fb_verify(s, print_problem, NULL, NULL, &vr);
+    int rc = fb_verify(it->s, print_problem, NULL, NULL, &vr);
     disarm();
-    fb_close(s);
     return rc;
 }
 
 static int op_list_blocks(iter *it)
 {
-    fb_store *s = open_quiet(it);
-    if (s == NULL) {
-        return 0;
-    }
     fb_block_stats *bs = NULL;
     size_t n = 99;
     arm(it->n);
-    int rc = fb_list_blocks(s, &bs, &n);
+    int rc = fb_list_blocks(it->s, &bs, &n);
     disarm();
     if (rc == 0) {
         EXPECT(n >= 2);
     }
     fb_free(bs);
-    fb_close(s);
     return rc;
 }
 
@@ -757,9 +698,9 @@ TEST(setup_templates)
 }
 
 /* Each sweep must see at least one failure, or it tested nothing. */
-#define SWEEP(tmpl_, opts_, op_, check_)                                                           \
+#define SWEEP(tmpl_, opts_, op_, flags_)                                                           \
     do {                                                                                           \
-        sweep sw_ = {#op_ "/" #tmpl_, (tmpl_), (opts_), (op_), (check_)};                          \
+        sweep sw_ = {#op_ "/" #tmpl_, (tmpl_), (opts_), (op_), (flags_)};                          \
         long allocs_ = run_sweep(&sw_);                                                            \
         if (allocs_ < 0) {                                                                         \
             return;                                                                                \
@@ -769,46 +710,46 @@ TEST(setup_templates)
 
 TEST(oom_open)
 {
-    SWEEP(&t_plain, t_plain.opts, op_open, 1);
-    SWEEP(&t_coded, t_coded.opts, op_open, 1);
+    SWEEP(&t_plain, t_plain.opts, op_open, SW_CHECK);
+    SWEEP(&t_coded, t_coded.opts, op_open, SW_CHECK);
 }
 
 TEST(oom_open_creates)
 {
     fb_options o = t_coded.opts;
-    SWEEP(NULL, o, op_open, 1);
+    SWEEP(NULL, o, op_open, SW_CHECK);
 }
 
 TEST(oom_put_webp)
 {
-    SWEEP(&t_plain, t_plain.opts, op_put_small, 1);
-    SWEEP(&t_coded, t_coded.opts, op_put_small, 1);
+    SWEEP(&t_plain, t_plain.opts, op_put_small, SW_OPEN | SW_CHECK);
+    SWEEP(&t_coded, t_coded.opts, op_put_small, SW_OPEN | SW_CHECK);
     /* With a block rotation inside the put. */
-    SWEEP(&t_plain, t_plain.opts, op_put_webp, 1);
-    SWEEP(&t_coded, t_coded.opts, op_put_webp, 1);
+    SWEEP(&t_plain, t_plain.opts, op_put_webp, SW_OPEN | SW_CHECK);
+    SWEEP(&t_coded, t_coded.opts, op_put_webp, SW_OPEN | SW_CHECK);
 }
 
 TEST(oom_put_image)
 {
-    SWEEP(&t_coded, t_coded.opts, op_put_image, 1);
+    SWEEP(&t_coded, t_coded.opts, op_put_image, SW_OPEN | SW_CHECK);
 }
 
 TEST(oom_get)
 {
-    SWEEP(&t_plain, t_plain.opts, op_get, 1);
-    SWEEP(&t_coded, t_coded.opts, op_get, 1);
+    SWEEP(&t_plain, t_plain.opts, op_get, SW_OPEN | SW_CHECK);
+    SWEEP(&t_coded, t_coded.opts, op_get, SW_OPEN | SW_CHECK);
 }
 
 TEST(oom_delete)
 {
-    SWEEP(&t_plain, t_plain.opts, op_delete, 1);
-    SWEEP(&t_coded, t_coded.opts, op_delete, 1);
+    SWEEP(&t_plain, t_plain.opts, op_delete, SW_OPEN | SW_CHECK);
+    SWEEP(&t_coded, t_coded.opts, op_delete, SW_OPEN | SW_CHECK);
 }
 
 TEST(oom_compact)
 {
-    SWEEP(&t_plain, t_plain.opts, op_compact, 1);
-    SWEEP(&t_coded, t_coded.opts, op_compact, 1);
+    SWEEP(&t_plain, t_plain.opts, op_compact, SW_OPEN | SW_CHECK);
+    SWEEP(&t_coded, t_coded.opts, op_compact, SW_OPEN | SW_CHECK);
 }
 
 TEST(oom_rekey)
@@ -816,17 +757,17 @@ TEST(oom_rekey)
     fb_options o = t_coded.opts;
     o.keys = keys_rotated;
     o.nkeys = 2;
-    SWEEP(&t_coded, o, op_rekey, 1);
+    SWEEP(&t_coded, o, op_rekey, SW_OPEN | SW_CHECK);
 }
 
 TEST(oom_verify)
 {
-    SWEEP(&t_coded, t_coded.opts, op_verify, 0);
+    SWEEP(&t_coded, t_coded.opts, op_verify, SW_OPEN);
 }
 
 TEST(oom_list_blocks)
 {
-    SWEEP(&t_plain, t_plain.opts, op_list_blocks, 0);
+    SWEEP(&t_plain, t_plain.opts, op_list_blocks, SW_OPEN);
 }
 
 TEST(oom_keyring_and_cache)
@@ -861,13 +802,12 @@ int main(void)
         RUN(oom_list_blocks);
         RUN(oom_keyring_and_cache);
     }
-    if (t_plain.dir != NULL) {
-        fb_test_rmtree(t_plain.dir);
-        free(t_plain.dir);
-    }
-    if (t_coded.dir != NULL) {
-        fb_test_rmtree(t_coded.dir);
-        free(t_coded.dir);
+    const tmpl *made[] = {&t_plain, &t_coded};
+    for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+        if (made[i]->dir != NULL) {
+            fb_test_rmtree(made[i]->dir);
+            free(made[i]->dir);
+        }
     }
     free(jpeg);
     return TEST_REPORT();
