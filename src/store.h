@@ -54,10 +54,10 @@ typedef struct fb_block {
     size_t ninflight, cinflight;
     fb_idx_entry *written; /* records written, for the index file at seal */
     size_t nwritten, cwritten;
-    int broken; /* a write or sync failed: rotate away */
-    int syncing;
+    int broken;            /* a write or sync failed: rotate away */
+    int syncing;           /* 0, or a leader is GATHERING its group or SYNCING (store.c) */
     int waiting;           /* threads inside fb__store_make_durable */
-    int last_group;        /* threads waiting when the last sync started */
+    int last_group;        /* threads inside it when the last sync ended */
     uint64_t last_sync_ns; /* how long the last fdatasync took */
     uint64_t durable_upto; /* every byte below is written and synced */
     uint64_t fail_from;    /* records at or past this offset can no longer be acked */
