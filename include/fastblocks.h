@@ -250,12 +250,22 @@ FB_EXTERN void fb_buf_release(fb_buf *b); /* NULL is fine */
 FB_EXTERN int fb_get(fb_store *s, const fb_addr *addr, fb_buf **out, fb_meta *meta);
 
 /*
+ * fb_get for cached images only, never reading image bytes from disk (a
+ * caller on an event loop probes with it and sends a miss to a thread):
+ * returns 1 with a reference in *out (meta, when not NULL, is read from the
+ * record's header), or 0 when the image is not cached (*out NULL; no cache
+ * miss is counted, the fb_get that follows counts it), or a negative error.
+ */
+FB_EXTERN int fb_get_cached(fb_store *s, const fb_addr *addr, fb_buf **out, fb_meta *meta);
+
+/*
  * For servers that send files with sendfile(2): if the image is cached,
- * returns 1 and a reference in *cached. Else, if its record is plain
- * (neither compressed nor encrypted), returns 2 with *fd a dup()ed
- * descriptor of the block file (the caller closes it) and *offset/meta->bytes
- * the byte range of the WebP in it. Otherwise returns 0: use fb_get().
- * Negative on error (FB_ENOTFOUND, ...).
+ * or must be decoded (compressed or encrypted) or checked (its first read),
+ * returns 1 and a reference to its bytes in *cached, like fb_get. Else its
+ * record is plain and verified: returns 2 with *fd a dup()ed descriptor of
+ * the block file (the caller closes it) and *offset/meta->bytes the byte
+ * range of the WebP in it. Negative on error (FB_ENOTFOUND, ...). It never
+ * returns 0 (earlier releases did, meaning "use fb_get").
  */
 FB_EXTERN int fb_get_direct(fb_store *s, const fb_addr *addr, fb_buf **cached, int *fd,
                             uint64_t *offset, fb_meta *meta);

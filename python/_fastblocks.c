@@ -568,11 +568,10 @@ static PyObject *Store_get(StoreObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"addr", "with_meta", "cached_only", NULL};
     PyObject *addr_obj, *data = NULL, *result = NULL;
-    int with_meta = 0, cached_only = 0, rc, fd = -1;
+    int with_meta = 0, cached_only = 0, rc;
     fb_addr addr;
     fb_meta meta;
     fb_buf *buf = NULL;
-    uint64_t offset;
 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|pp:get", kwlist, &addr_obj, &with_meta,
                                      &cached_only))
@@ -581,9 +580,8 @@ static PyObject *Store_get(StoreObject *self, PyObject *args, PyObject *kw)
         return NULL;
     PyThreadState *ts = PyEval_SaveThread();
     if (cached_only) {
-        rc = fb_get_direct(self->store, &addr, &buf, &fd, &offset, &meta);
-        if (fd >= 0)
-            close(fd);
+        rc = fb_get_cached(self->store, &addr, &buf, with_meta ? &meta : NULL);
+        rc = rc > 0 ? 0 : rc;
     } else {
         rc = fb_get(self->store, &addr, &buf, &meta);
     }

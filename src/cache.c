@@ -542,11 +542,11 @@ void fb__cache_free(fb_cache *c)
 
 /*
  * Looks key up: a hit returns a new reference (the caller releases it) and
- * only bumps the entry's frequency counter; a miss returns NULL. Either way
- * the hit or miss is counted. When ticket is not NULL it receives the
+ * only bumps the entry's frequency counter; a miss returns NULL. A hit is
+ * counted, a miss when count_miss. When ticket is not NULL it receives the
  * shard's removal ticket for fb__cache_put_ticket. Thread-safe.
  */
-fb_buf *fb__cache_lookup(fb_cache *c, uint64_t key, uint64_t *ticket)
+static fb_buf *lookup(fb_cache *c, uint64_t key, uint64_t *ticket, bool count_miss)
 {
     uint64_t h = mix64(key);
     shard *s = shard_of(c, h);
@@ -559,7 +559,7 @@ fb_buf *fb__cache_lookup(fb_cache *c, uint64_t key, uint64_t *ticket)
         }
         b = fb_buf_retain(e->buf);
         s->hits++;
-    } else {
+    } else if (count_miss) {
         s->misses++;
     }
     if (ticket != NULL) {
@@ -569,10 +569,19 @@ fb_buf *fb__cache_lookup(fb_cache *c, uint64_t key, uint64_t *ticket)
     return b;
 }
 
-/* See cache.h: fb__cache_lookup without a ticket. */
+fb_buf *fb__cache_lookup(fb_cache *c, uint64_t key, uint64_t *ticket)
+{
+    return lookup(c, key, ticket, true);
+}
+
 fb_buf *fb__cache_get(fb_cache *c, uint64_t key)
 {
-    return fb__cache_lookup(c, key, NULL);
+    return lookup(c, key, NULL, true);
+}
+
+fb_buf *fb__cache_peek(fb_cache *c, uint64_t key)
+{
+    return lookup(c, key, NULL, false);
 }
 
 /* The shared body of put and put_ticket; ticket NULL means unconditional.

@@ -27,6 +27,9 @@ void fb__cache_free(fb_cache *c); /* releases every entry; NULL is fine */
 
 /* A new reference to the cached bytes of key, or NULL (counts a miss). */
 fb_buf *fb__cache_get(fb_cache *c, uint64_t key);
+/* fb__cache_get that counts no miss: for a probe whose miss is followed by
+ * a read that looks the key up again (and counts the miss then). */
+fb_buf *fb__cache_peek(fb_cache *c, uint64_t key);
 /* Inserts (or replaces) key; the cache takes its own reference. */
 void fb__cache_put(fb_cache *c, uint64_t key, fb_buf *b);
 /*

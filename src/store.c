@@ -1882,6 +1882,41 @@ out:
     return rc;
 }
 
+/* The rest of a cache hit: the address must still resolve (a delete drops
+ * the index entry before the cache entry) and meta comes from the record's
+ * header. Takes over hit: *out on success, released on error. */
+static int finish_hit(fb_store *s, const fb_addr *addr, fb_buf *hit, fb_buf **out, fb_meta *meta)
+{
+    fb_index_entry e;
+    fb_block *b = NULL;
+    fb_rec_hdr h;
+    int rc = resolve(s, addr, &e, &b);
+    if (rc == 0 && meta != NULL && (rc = read_header(b, fb__key_offset(e.loc), e.key, &h)) == 0) {
+        fb__store_fill_meta(&e, &h, meta);
+    }
+    fb__block_release(b);
+    if (rc != 0) {
+        fb_buf_release(hit);
+        return rc;
+    }
+    *out = hit;
+    return 0;
+}
+
+int fb_get_cached(fb_store *s, const fb_addr *addr, fb_buf **out, fb_meta *meta)
+{
+    if (s == NULL || addr == NULL || out == NULL) {
+        return fb__error(FB_EINVAL, "store, address and out must not be NULL");
+    }
+    *out = NULL;
+    fb_buf *hit = fb__cache_peek(s->cache, addr->key);
+    if (hit == NULL) {
+        return 0;
+    }
+    int rc = finish_hit(s, addr, hit, out, meta);
+    return rc == 0 ? 1 : rc;
+}
+
 int fb_get(fb_store *s, const fb_addr *addr, fb_buf **out, fb_meta *meta)
 {
     if (s == NULL || addr == NULL || out == NULL) {
@@ -1892,26 +1927,16 @@ int fb_get(fb_store *s, const fb_addr *addr, fb_buf **out, fb_meta *meta)
     /* The ticket is taken before the index lookup: a delete in between
      * makes the put below a no-op, so a deleted image is never cached. */
     fb_buf *cached = fb__cache_lookup(s->cache, addr->key, &ticket);
+    if (cached != NULL) {
+        return finish_hit(s, addr, cached, out, meta);
+    }
     fb_index_entry e;
     fb_block *b = NULL;
     int rc = resolve(s, addr, &e, &b);
     if (rc != 0) {
-        fb_buf_release(cached);
         return rc;
     }
     fb_rec_hdr h;
-    if (cached != NULL) {
-        if (meta != NULL && (rc = read_header(b, fb__key_offset(e.loc), e.key, &h)) == 0) {
-            fb__store_fill_meta(&e, &h, meta);
-        }
-        if (rc == 0) {
-            *out = cached;
-        } else {
-            fb_buf_release(cached);
-        }
-        fb__block_release(b);
-        return rc;
-    }
     fb_buf *buf = NULL;
     rc = load_image(s, &e, b, &buf, &h);
     fb__block_release(b);
@@ -1948,14 +1973,16 @@ int fb_get_direct(fb_store *s, const fb_addr *addr, fb_buf **cached, int *fd, ui
     }
     fb_rec_hdr h;
     int ret = 0;
-    if (hit == NULL && (e.len_bits & (FB__IX_ZSTD | FB__IX_FERNET))) {
-        ret = 0; /* needs decoding: the caller uses fb_get */
-    } else if (hit == NULL && !(e.len_bits & FB__IX_VERIFIED)) {
-        /* Never sent unchecked: the first read verifies the CRC and, since
-         * the bytes are in hand anyway, serves them from the cache path. */
+    if (hit == NULL &&
+        ((e.len_bits & (FB__IX_ZSTD | FB__IX_FERNET)) || !(e.len_bits & FB__IX_VERIFIED))) {
+        /* Bytes to decode, or never sent unchecked (the first read verifies
+         * the CRC): read them here as fb_get would, so that the caller's one
+         * request costs one lookup, one index resolve and one cache miss. */
         rc = load_image(s, &e, b, &hit, &h);
         if (rc == 0) {
-            mark_verified(s, &e);
+            if (!(e.len_bits & FB__IX_VERIFIED)) {
+                mark_verified(s, &e);
+            }
             fb__cache_put_ticket(s->cache, e.key, hit, ticket);
             ret = 1;
         }
@@ -1983,14 +2010,8 @@ int fb_get_direct(fb_store *s, const fb_addr *addr, fb_buf **cached, int *fd, ui
     if (ret == 1) {
         *cached = hit;
     }
-    if (meta != NULL && ret != 0) {
+    if (meta != NULL) {
         fb__store_fill_meta(&e, &h, meta);
-    }
-    if (ret == 0 && meta != NULL) {
-        rc = fb_stat(s, addr, meta);
-        if (rc != 0) {
-            return rc;
-        }
     }
     return ret;
 }

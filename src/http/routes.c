@@ -245,7 +245,7 @@ static enum MHD_Result serve_image(fb__http_req *req)
     fb_store *store = req->srv->store;
     fb_buf *buf = NULL;
     fb_meta meta;
-    int fd = -1, rc, kind;
+    int fd = -1, kind;
     uint64_t fd_offset = 0, total, first = 0, last = 0;
     struct MHD_Response *resp = NULL;
     unsigned status = MHD_HTTP_OK;
@@ -264,15 +264,6 @@ static enum MHD_Result serve_image(fb__http_req *req)
         }
         ret = send_response(req, MHD_HTTP_NOT_MODIFIED, resp, 0);
         goto out;
-    }
-    if (kind == 0) {
-        /* Compressed or encrypted and not cached: decode it here. This
-         * costs one record read and a decrypt; no conversion runs. */
-        rc = fb_get(store, &req->path.addr, &buf, &meta);
-        if (rc != 0) {
-            ret = send_store_error(req, rc, fb_last_error());
-            goto out;
-        }
     }
     total = buf != NULL ? fb_buf_len(buf) : meta.bytes;
     switch (fb__http_parse_range(effective_range(req, &meta), total, &first, &last)) {

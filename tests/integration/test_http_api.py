@@ -348,15 +348,24 @@ def test_healthz_and_metrics(server, small_png):
     server.request("GET", "/nope")
     server.request("POST", "/images", body=b"junk" * 10,
                    headers={"Content-Type": "application/octet-stream"})
-    r = server.request("GET", "/metrics")
-    assert r.status == 200
-    assert r.header("content-type").startswith("text/plain")
-    text = r.body.decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
+    # A request is counted when libmicrohttpd reports it complete, which
+    # may come just after the client has read the response: poll briefly.
+    want = ('fastblocks_http_requests_total{route="images",method="POST",status="201"}',
+            'fastblocks_http_requests_total{route="images",method="POST",status="415"}',
+            'fastblocks_http_requests_total{route="none",method="GET",status="404"}')
+    deadline = time.monotonic() + 5
+    while True:
+        r = server.request("GET", "/metrics")
+        assert r.status == 200
+        assert r.header("content-type").startswith("text/plain")
+        values = {}
+        for line in r.body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        if all(k in values for k in want) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert values['fastblocks_http_requests_total{route="image_id",method="GET",status="200"}'] \
         == 3
     assert values['fastblocks_http_requests_total{route="images",method="POST",status="201"}'] \
