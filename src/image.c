@@ -12,7 +12,10 @@
  * the caller's thread. That keeps the output the same size as cwebp's,
  * keeps one upload on one core (uploads scale by running side by side), and
  * holds only the YUV picture plus one strip in memory instead of a full RGB
- * copy (see docs/IMAGES.md for the measurements).
+ * copy. The decoder is released before WebPEncode starts, so a progressive
+ * JPEG's coefficient buffer and libwebp's token buffer (about 20 bytes per
+ * output byte) are never held at once (see docs/IMAGES.md for the
+ * measurements).
  *
  * This is the only file that includes vips/vips.h and the libwebp headers;
  * libvips' global error buffer is read and cleared here, at the boundary.
@@ -650,12 +653,54 @@ typedef struct meta_chunks {
     const uint8_t *icc, *exif, *xmp;
     size_t icc_len, exif_len, xmp_len;
     uint8_t *exif_copy; /* fb__malloc'ed when the orientation had to be reset */
+    uint8_t *owned;     /* fb__malloc'ed by meta_chunks_own: all three chunks */
 } meta_chunks;
 
 static void meta_chunks_free(meta_chunks *m)
 {
     fb__free(m->exif_copy);
+    fb__free(m->owned);
     memset(m, 0, sizeof *m);
+}
+
+/*
+ * Copies the chunks into one buffer of m's own, so that the image they were
+ * borrowed from (and the decoder behind it) can be released before the
+ * encode. The chunks are small (EXIF, XMP, ICC: kilobytes).
+ */
+static int meta_chunks_own(meta_chunks *m)
+{
+    const uint8_t **ptr[] = {&m->icc, &m->exif, &m->xmp};
+    size_t *len[] = {&m->icc_len, &m->exif_len, &m->xmp_len};
+    size_t total = 0;
+    for (size_t i = 0; i < 3; i++) {
+        if (*ptr[i] != NULL) {
+            if (*len[i] > SIZE_MAX - total) {
+                return fb__error(FB_ENOMEM, "metadata chunks too large to copy");
+            }
+            total += *len[i];
+        }
+    }
+    if (total == 0) {
+        return 0;
+    }
+    uint8_t *buf = fb__malloc(total);
+    if (buf == NULL) {
+        return fb__error(FB_ENOMEM, "out of memory copying %zu bytes of metadata", total);
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < 3; i++) {
+        if (*ptr[i] != NULL) {
+            memcpy(buf + off, *ptr[i], *len[i]);
+            *ptr[i] = buf + off;
+            off += *len[i];
+        }
+    }
+    fb__free(m->exif_copy);
+    m->exif_copy = NULL;
+    fb__free(m->owned);
+    m->owned = buf;
+    return 0;
 }
 
 /*
@@ -976,16 +1021,27 @@ static int fill_picture(VipsImage *im, int use_argb, WebPPicture *pic)
     return pull_rows(im, fill_yuv, &f);
 }
 
-static int encode_still(VipsImage *im, const fb_image_opts *o, fb_image_result *out)
+/*
+ * Encodes a still image. Takes the caller's reference to *im and drops it as
+ * soon as the picture is filled: the decoder behind it (a progressive
+ * JPEG's whole-image coefficient buffer, 3-6 bytes per pixel, and libvips'
+ * strip buffers) is then freed before libwebp's token buffer grows, so the
+ * two peaks never add up. *im is NULL on return.
+ */
+static int encode_still(VipsImage **im, const fb_image_opts *o, fb_image_result *out)
 {
     WebPConfig cfg;
     WebPPicture pic;
     out_buf ob = {NULL, 0, 0, 0};
     int rc = webp_config(o, &cfg);
     if (rc != 0) {
+        g_object_unref(*im);
+        *im = NULL;
         return rc;
     }
-    rc = fill_picture(im, cfg.lossless, &pic);
+    rc = fill_picture(*im, cfg.lossless, &pic);
+    g_object_unref(*im);
+    *im = NULL;
     if (rc != 0) {
         goto out;
     }
@@ -1238,9 +1294,17 @@ static int convert(const uint8_t *data, size_t len, const fb_image_opts *o, fb_i
     if (fmt == FB_FMT_JPEG && (tw != w || th != h)) {
         req.jpeg_shrink = jpeg_shrink_for(w, h, tw, th); /* in stored orientation */
     }
-    rc = load_image(&req, &im);
-    if (rc != 0) {
-        goto out;
+    if (!req.all_frames && !req.random_access && req.jpeg_shrink == 1) {
+        /* The common case (upright, not animated, no downscale): the header
+         * load already is the pixel load. A second one would cost another
+         * decoder (7 MB for a 9 MP progressive JPEG) and parse again. */
+        g_object_ref(head);
+        im = head;
+    } else {
+        rc = load_image(&req, &im);
+        if (rc != 0) {
+            goto out;
+        }
     }
     int rotated = 0;
     if (orientation > 1) {
@@ -1257,9 +1321,16 @@ static int convert(const uint8_t *data, size_t len, const fb_image_opts *o, fb_i
     if (rc == 0) {
         rc = collect_meta(head, o, keep_profile, rotated, &meta);
     }
+    if (rc == 0) {
+        rc = meta_chunks_own(&meta);
+    }
     if (rc != 0) {
         goto out;
     }
+    /* From here on only the pixel pipeline holds the decoder, so that
+     * encode_still can free it before libwebp's buffers grow. */
+    g_object_unref(head);
+    head = NULL;
 
     /* 4. Encode. Orientations 5..8 swap the sides: the target follows the
      * upright image. */
@@ -1277,7 +1348,7 @@ static int convert(const uint8_t *data, size_t len, const fb_image_opts *o, fb_i
     } else {
         rc = resize_to(&im, tw, th);
         if (rc == 0) {
-            rc = encode_still(im, o, &enc);
+            rc = encode_still(&im, o, &enc);
         }
     }
     if (rc != 0) {

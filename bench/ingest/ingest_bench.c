@@ -1,18 +1,21 @@
 /*
  * bench_ingest - measures fb__image_to_webp on a set of images.
  *
- *   bench_ingest [-q Q] [-m METHOD] [-r RUNS] [-o PER_IMAGE.csv] FILE...
+ *   bench_ingest [-q Q] [-m METHOD] [-r RUNS] [-o PER_IMAGE.csv] [-t] FILE...
  *
  * 1. One thread, image by image from memory: wall and process CPU time
  *    (best of RUNS each),
  *    output bytes, and the peak extra resident memory of the conversion
  *    (VmHWM after resetting it through /proc/self/clear_refs, minus the
- *    resident size before). One CSV row per image.
+ *    resident size before; malloc_trim first, so that heap kept from an
+ *    earlier image does not hide this one's). One CSV row per image.
  * 2. Throughput over the whole set with 1 and 2 threads (each thread takes
  *    the next image from a shared counter), best of RUNS.
+ *    -t skips part 1 (for repeated scaling runs on a noisy machine).
  * Prints one JSON object with the totals on stdout.
  */
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -90,17 +93,21 @@ static void *worker(void *arg)
     }
 }
 
-static double run_threads(int threads)
+/* Wall seconds to convert the whole set with `threads` threads; *cpu gets
+ * the process CPU seconds it took, which, unlike wall time, shows whether
+ * threads slow each other down even when other processes hold the cores. */
+static double run_threads(int threads, double *cpu)
 {
     pthread_t t[16];
     atomic_store(&next_item, 0);
-    double t0 = now();
+    double t0 = now(), c0 = cpu_now();
     for (int i = 0; i < threads; i++) {
         pthread_create(&t[i], NULL, worker, NULL);
     }
     for (int i = 0; i < threads; i++) {
         pthread_join(t[i], NULL);
     }
+    *cpu = cpu_now() - c0;
     return now() - t0;
 }
 
@@ -125,10 +132,10 @@ static uint8_t *slurp(const char *path, size_t *len)
 
 int main(int argc, char **argv)
 {
-    int runs = 3, opt;
+    int runs = 3, opt, throughput_only = 0;
     const char *csv_path = NULL;
     fb_image_opts_init(&opts);
-    while ((opt = getopt(argc, argv, "q:m:r:o:")) != -1) {
+    while ((opt = getopt(argc, argv, "q:m:r:o:t")) != -1) {
         switch (opt) {
         case 'q':
             opts.quality = atoi(optarg);
@@ -142,8 +149,12 @@ int main(int argc, char **argv)
         case 'o':
             csv_path = optarg;
             break;
+        case 't':
+            throughput_only = 1;
+            break;
         default:
-            fprintf(stderr, "usage: bench_ingest [-q Q] [-m METHOD] [-r RUNS] [-o CSV] FILE...\n");
+            fprintf(stderr,
+                    "usage: bench_ingest [-q Q] [-m METHOD] [-r RUNS] [-o CSV] [-t] FILE...\n");
             return 2;
         }
     }
@@ -171,12 +182,16 @@ int main(int argc, char **argv)
     double total_ms = 0, total_mp = 0, max_peak_per_px = 0;
     uint64_t in_bytes = 0, out_bytes = 0;
     long max_peak_kb = 0;
-    for (int i = 0; i < nitems; i++) {
+    for (int i = 0; i < (throughput_only ? 0 : nitems); i++) {
         double best = 1e9, best_cpu = 1e9;
         size_t out_len = 0;
         uint32_t w = 0, h = 0;
         long peak_kb = 0;
         for (int k = 0; k < runs; k++) {
+            /* Freed heap that glibc keeps from earlier conversions would be
+             * reused silently and hide this one's needs: give it back first,
+             * so that the figure does not depend on the order of the files. */
+            malloc_trim(0);
             long before = status_kb("VmRSS:");
             reset_peak();
             double t0 = now(), c0 = cpu_now();
@@ -220,21 +235,25 @@ int main(int argc, char **argv)
     if (csv != NULL) {
         fclose(csv);
     }
-    double wall1 = 1e9, wall2 = 1e9;
+    double wall1 = 1e9, wall2 = 1e9, cpu1 = 1e9, cpu2 = 1e9;
     for (int k = 0; k < runs; k++) {
-        double a = run_threads(1), b = run_threads(2);
+        double ca, cb, a = run_threads(1, &ca), b = run_threads(2, &cb);
         wall1 = a < wall1 ? a : wall1;
         wall2 = b < wall2 ? b : wall2;
+        cpu1 = ca < cpu1 ? ca : cpu1;
+        cpu2 = cb < cpu2 ? cb : cpu2;
     }
     printf("{\"images\": %d, \"megapixels\": %.3f, \"input_bytes\": %" PRIu64
            ", \"output_bytes\": %" PRIu64 ", \"quality\": %d, \"method\": %d, "
            "\"per_image_ms_sum\": %.1f, \"ms_per_image\": %.2f, \"mp_per_s_1t\": %.3f, "
            "\"wall_1t_s\": %.3f, \"wall_2t_s\": %.3f, \"img_per_s_1t\": %.3f, "
-           "\"img_per_s_2t\": %.3f, \"speedup_2t\": %.3f, \"max_peak_extra_kb\": %ld, "
+           "\"img_per_s_2t\": %.3f, \"speedup_2t\": %.3f, \"cpu_1t_s\": %.3f, \"cpu_2t_s\": %.3f, "
+           "\"max_peak_extra_kb\": %ld, "
            "\"max_peak_extra_bytes_per_px\": %.2f}\n",
            nitems, total_mp, in_bytes, out_bytes, opts.quality, opts.effort, total_ms,
-           total_ms / (nitems > 0 ? nitems : 1), total_mp / (total_ms / 1e3), wall1, wall2,
-           nitems / wall1, nitems / wall2, wall1 / wall2, max_peak_kb, max_peak_per_px);
+           total_ms / (nitems > 0 ? nitems : 1), total_ms > 0 ? total_mp / (total_ms / 1e3) : 0.0,
+           wall1, wall2, nitems / wall1, nitems / wall2, wall1 / wall2, cpu1, cpu2, max_peak_kb,
+           max_peak_per_px);
     for (int i = 0; i < nitems; i++) {
         free(items[i].data);
     }

@@ -101,6 +101,10 @@ for s in sets:
         "cwebp_mp_per_cpu_s": round(mp / (cw_cpu / 1e3), 3),
         "fb_img_per_s_1t": round(fb["img_per_s_1t"], 3), "fb_img_per_s_2t": round(fb["img_per_s_2t"], 3),
         "fb_speedup_2t": round(fb["speedup_2t"], 3),
+        # CPU seconds for the set with 2 threads over those with 1: about 1.0
+        # when the threads do not slow each other down (no lock, allocator or
+        # cache contention), whatever else runs on the machine.
+        "fb_cpu_2t_vs_1t": round(fb["cpu_2t_s"] / fb["cpu_1t_s"], 3),
         "cwebp_procs_speedup_2p": round(procs["wall_1p_s"] / procs["wall_2p_s"], 3),
         "original_img_per_s": round(orig["configs"]["plain"]["img_per_s_wall"], 3),
         "original_readme_img_per_s": round(orig["configs"]["readme"]["img_per_s_wall"], 3),
@@ -127,7 +131,8 @@ for s, d in summary.items():
           f"-> {d['cpu_throughput_vs_cwebp']}x cwebp per core; fb {d['fb_mp_per_cpu_s']} MP/cpu-s, "
           f"cwebp {d['cwebp_mp_per_cpu_s']}")
     print(f"  2 threads: fb {d['fb_img_per_s_2t']} img/s = {d['fb_speedup_2t']}x one thread "
-          f"(cwebp 2 processes: {d['cwebp_procs_speedup_2p']}x)")
+          f"(cwebp 2 processes: {d['cwebp_procs_speedup_2p']}x); CPU 2t/1t {d['fb_cpu_2t_vs_1t']}, "
+          f"load {d['load1_at_summary']}")
     print(f"  original: {d['original_img_per_s']} img/s -> fb 1 thread {d['fb_speedup_vs_original_1t']}x")
     print(f"  size: {d['size_vs_cwebp']}x cwebp, {d['size_vs_original']}x original")
     print(f"  peak extra memory: max {d['max_peak_extra_MB']} MB, {d['max_peak_extra_bytes_per_px']} B/px; "

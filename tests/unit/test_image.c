@@ -341,6 +341,51 @@ TEST(metadata_stripped_unless_kept)
     fb__image_result_free(&r);
 }
 
+/* Whether a kept chunk of r is byte for byte the input's blob `name` (read
+ * back with libvips; skip bytes dropped from its front, e.g. "Exif\0\0"). */
+static int chunk_is_blob(const fb_image_result *r, const char *id, const char *file,
+                         const char *name, size_t skip)
+{
+    size_t len = 0, n = 0, blob_len = 0;
+    uint8_t *data = test_image(file, &len);
+    VipsImage *in = NULL;
+    const void *blob = NULL;
+    char *chunk = webp_chunk(r, id, &n);
+    in = vips_image_new_from_buffer(data, len, "", NULL);
+    int same = in != NULL && vips_image_get_blob(in, name, &blob, &blob_len) == 0 &&
+               blob_len > skip && chunk != NULL && n == blob_len - skip &&
+               memcmp(chunk, (const uint8_t *)blob + skip, n) == 0;
+    if (in != NULL) {
+        g_object_unref(in);
+    }
+    free(chunk);
+    free(data);
+    return same;
+}
+
+/* The kept chunks are copied out of the decoder's image before it is
+ * released (so that it is gone before the encode): the copies must be exact,
+ * each in its own place, whichever chunks are present. */
+TEST(kept_chunks_are_exact_copies)
+{
+    fb_image_opts o = defaults();
+    fb_image_result r;
+    o.keep_metadata = 1;
+    o.keep_icc = 1;
+    CHECK_OK(convert_file("gps.jpg", &o, &r));
+    CHECK(chunk_is_blob(&r, "EXIF", "gps.jpg", VIPS_META_EXIF_NAME, 6));
+    CHECK(chunk_is_blob(&r, "XMP ", "gps.jpg", VIPS_META_XMP_NAME, 0));
+    fb__image_result_free(&r);
+    CHECK_OK(convert_file("colour-p3.jpg", &o, &r));
+    CHECK(chunk_is_blob(&r, "ICCP", "colour-p3.jpg", VIPS_META_ICC_NAME, 0));
+    fb__image_result_free(&r);
+    /* Stripped again without the options: nothing left to copy. */
+    o = defaults();
+    CHECK_OK(convert_file("colour-p3.jpg", &o, &r));
+    CHECK_EQ(webp_flags(&r) & (EXIF_FLAG | XMP_FLAG | ICCP_FLAG), 0);
+    fb__image_result_free(&r);
+}
+
 /* Display P3 numbers come out as sRGB; keep_icc keeps P3 numbers and the
  * profile. The chart's saturated patches are where the two differ most. */
 TEST(icc_converted_to_srgb)
@@ -828,6 +873,7 @@ int main(void)
     RUN(corpus_all_formats);
     RUN(exif_orientation_all_eight);
     RUN(metadata_stripped_unless_kept);
+    RUN(kept_chunks_are_exact_copies);
     RUN(icc_converted_to_srgb);
     RUN(cmyk_jpeg_to_srgb);
     RUN(sixteen_bit_and_grey);
