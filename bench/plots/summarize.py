@@ -437,6 +437,15 @@ if runs:
         put(f"python.inprocess.{k}.ratio", r)
         rows.append([label, fmt(so), fmt(sf), ratio_fmt(r)])
     table(["what", "original", "FastBlocks", "FastBlocks / original"], rows)
+    js = [read_json(r / "inprocess.json") or {} for r in runs]
+    fl = stat([j.get("stall_floor_ms") for j in js])
+    idle = stat([j.get("stall_idle_ms") for j in js])
+    put("python.inprocess.stall_floor_ms", fl)
+    put("python.inprocess.stall_idle_ms", idle)
+    if fl or idle:
+        md.append(f"The same 1 ms ticker on this machine, same run: {fmt(idle, unit=' ms')} "
+                  f"worst stall with no work at all (timer and scheduler jitter), "
+                  f"{fmt(fl, unit=' ms')} while 4 GIL-free threads hash.\n")
     fa = read_csv(runs[0] / "fastapi.csv")
     if fa:
         by = {}

@@ -162,6 +162,13 @@ async def main():
 
     floor_ms = 1e3 * await ticker_stall(hashing)
     print(f"loop stall floor (4 GIL-free hashing threads): {floor_ms:.2f} ms")
+
+    # And with no work at all: the jitter of the timers and the scheduler alone.
+    async def idle():
+        await asyncio.sleep(2)
+
+    idle_ms = 1e3 * await ticker_stall(idle)
+    print(f"loop stall with no work at all (2 s): {idle_ms:.2f} ms")
     rows = [await bench_manager("original", seed, images),
             await bench_manager("fastblocks", fast, images, fast_cold)]
     base, fb = rows
@@ -184,7 +191,7 @@ async def main():
         w.writerows(rows)
     with open(os.path.join(RESULTS, "inprocess.json"), "w") as f:
         json.dump({"images": len(images), "dir": d, "rows": rows, "ratios": ratios,
-                   "stall_floor_ms": floor_ms}, f, indent=1)
+                   "stall_floor_ms": floor_ms, "stall_idle_ms": idle_ms}, f, indent=1)
     print(f"wrote {RESULTS}/inprocess.csv and .json")
 
 
