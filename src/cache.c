@@ -53,6 +53,7 @@
 
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -125,12 +126,17 @@ typedef struct shard {
     entry *free_entries;
 } shard;
 
+/* The doorkeeper of fb__cache_second_miss: one bit per hashed key. */
+#define SEEN_BITS (1u << 16)
+
 struct fb_cache {
     shard *shards;
     void *shards_raw; /* the allocation shards was aligned from */
     unsigned nshards;
     int disabled;
     uint64_t max_bytes;
+    atomic_uint_fast64_t seen[SEEN_BITS / 64];
+    atomic_uint seen_count; /* bits set since the last reset */
 };
 
 /* murmur3's finaliser: keys are block << 40 | offset, so their low bits
@@ -589,6 +595,29 @@ fb_buf *fb__cache_get(fb_cache *c, uint64_t key)
 fb_buf *fb__cache_peek(fb_cache *c, uint64_t key)
 {
     return lookup(c, key, NULL, false);
+}
+
+bool fb__cache_second_miss(fb_cache *c, uint64_t key)
+{
+    if (c == NULL || c->disabled) {
+        return false;
+    }
+    /* The high bits of the mix: the low ones choose shards and buckets. */
+    uint32_t bit = (uint32_t)(mix64(key) >> 40) & (SEEN_BITS - 1);
+    uint64_t mask = 1ull << (bit & 63);
+    uint64_t old = atomic_fetch_or_explicit(&c->seen[bit / 64], mask, memory_order_relaxed);
+    if (old & mask) {
+        return true;
+    }
+    /* Half full: forget everything, so that "seen" means "seen lately" and
+     * false positives stay rare. Races here only blur the count. */
+    if (atomic_fetch_add_explicit(&c->seen_count, 1, memory_order_relaxed) + 1 >= SEEN_BITS / 2) {
+        for (size_t i = 0; i < SEEN_BITS / 64; i++) {
+            atomic_store_explicit(&c->seen[i], 0, memory_order_relaxed);
+        }
+        atomic_store_explicit(&c->seen_count, 0, memory_order_relaxed);
+    }
+    return false;
 }
 
 /* The shared body of put and put_ticket; ticket NULL means unconditional.

@@ -6,6 +6,7 @@
 #ifndef FB_CACHE_H
 #define FB_CACHE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "fastblocks.h"
@@ -30,6 +31,14 @@ fb_buf *fb__cache_get(fb_cache *c, uint64_t key);
 /* fb__cache_get that counts no miss: for a probe whose miss is followed by
  * a read that looks the key up again (and counts the miss then). */
 fb_buf *fb__cache_peek(fb_cache *c, uint64_t key);
+/*
+ * Admission for bytes a reader can serve without the cache (a plain record
+ * sent with sendfile): true if key missed lately already, so that it is worth
+ * reading into the cache now; false the first time (and always when the
+ * cache is disabled). A doorkeeper bitmap as in TinyLFU, forgotten whenever
+ * half of it is set.
+ */
+bool fb__cache_second_miss(fb_cache *c, uint64_t key);
 /* Inserts (or replaces) key; the cache takes its own reference. */
 void fb__cache_put(fb_cache *c, uint64_t key, fb_buf *b);
 /*

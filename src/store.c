@@ -1974,10 +1974,13 @@ int fb_get_direct(fb_store *s, const fb_addr *addr, fb_buf **cached, int *fd, ui
     fb_rec_hdr h;
     int ret = 0;
     if (hit == NULL &&
-        ((e.len_bits & (FB__IX_ZSTD | FB__IX_FERNET)) || !(e.len_bits & FB__IX_VERIFIED))) {
+        ((e.len_bits & (FB__IX_ZSTD | FB__IX_FERNET)) || !(e.len_bits & FB__IX_VERIFIED) ||
+         fb__cache_second_miss(s->cache, e.key))) {
         /* Bytes to decode, or never sent unchecked (the first read verifies
-         * the CRC): read them here as fb_get would, so that the caller's one
-         * request costs one lookup, one index resolve and one cache miss. */
+         * the CRC), or a plain image read again lately (from memory it goes
+         * out faster than by sendfile): read them here as fb_get would, so
+         * that the caller's one request costs one lookup, one index resolve
+         * and one cache miss. */
         rc = load_image(s, &e, b, &hit, &h);
         if (rc == 0) {
             if (!(e.len_bits & FB__IX_VERIFIED)) {

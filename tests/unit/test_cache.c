@@ -493,6 +493,37 @@ TEST(out_of_memory)
     fb_buf_release(b);
 }
 
+/* The doorkeeper says "again" only for a key that missed before, forgets
+ * after many distinct keys, and never admits into a disabled cache. */
+TEST(second_miss_doorkeeper)
+{
+    fb_cache *c = NULL;
+    CHECK_OK(fb__cache_new(MIB, 0, &c));
+    CHECK(!fb__cache_second_miss(c, 42));
+    CHECK(fb__cache_second_miss(c, 42));
+    CHECK(fb__cache_second_miss(c, 42));
+    CHECK(!fb__cache_second_miss(c, 43));
+    /* 64 keys seen once, then 60,000 others: enough to set half of the
+     * bitmap (the reset) and a seventh of it since; so nearly all
+     * of the 64 read as new again (a few may share a bit with a later key). */
+    for (uint64_t k = 100; k < 164; k++) {
+        (void)fb__cache_second_miss(c, k);
+    }
+    for (uint64_t k = 1000; k < 61000; k++) {
+        (void)fb__cache_second_miss(c, k);
+    }
+    int fresh = 0;
+    for (uint64_t k = 100; k < 164; k++) {
+        fresh += !fb__cache_second_miss(c, k);
+    }
+    CHECK(fresh >= 48);
+    fb__cache_free(c);
+    CHECK_OK(fb__cache_new(0, 0, &c));
+    CHECK(!fb__cache_second_miss(c, 7));
+    CHECK(!fb__cache_second_miss(c, 7));
+    fb__cache_free(c);
+}
+
 int main(void)
 {
     RUN(new_rejects_null_out);
@@ -510,5 +541,6 @@ int main(void)
     RUN(byte_accounting_exact_sharded);
     RUN(ticket_refuses_after_remove);
     RUN(out_of_memory);
+    RUN(second_miss_doorkeeper);
     return TEST_REPORT();
 }

@@ -615,6 +615,47 @@ TEST(get_direct_plain)
     free(dir);
 }
 
+/* With a cache, a verified plain image goes out by sendfile on its first
+ * miss and is read into the cache on the second; then it is a hit. */
+TEST(get_direct_plain_cached_on_second_read)
+{
+    char *dir = fb_test_tmpdir("direct2");
+    fb_options o = th_opts();
+    o.cache_bytes = 16 << 20;
+    fb_store *s = NULL;
+    CHECK_OK(fb_open(dir, &o, &s));
+    fb_meta m;
+    CHECK_OK(put_seed(s, 6, 3000, &m)); /* verified: written here */
+    fb_addr a;
+    CHECK_OK(fb_addr_from_id(m.id, &a));
+    uint8_t *want = malloc(m.size);
+    th_fill(want, m.size, 6);
+    for (int i = 0; i < 3; i++) {
+        fb_buf *b = NULL;
+        int fd = -1;
+        uint64_t off = 0;
+        CHECK_EQ(fb_get_direct(s, &a, &b, &fd, &off, NULL), i == 0 ? 2 : 1);
+        CHECK_EQ(fd >= 0, i == 0);
+        CHECK_EQ(b != NULL, i > 0);
+        if (b != NULL) {
+            CHECK_EQ(fb_buf_len(b), m.size);
+            CHECK_MEM_EQ(fb_buf_data(b), want, m.size);
+        }
+        fb_buf_release(b);
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    fb_stats st;
+    CHECK_OK(fb_get_stats(s, &st));
+    CHECK_U64_EQ(st.cache_misses, 2);
+    CHECK_U64_EQ(st.cache_hits, 1);
+    free(want);
+    CHECK_OK(fb_close(s));
+    fb_test_rmtree(dir);
+    free(dir);
+}
+
 static int count_cb(void *ud, const fb_meta *m)
 {
     (*(int *)ud)++;
@@ -885,6 +926,7 @@ int main(void)
     RUN(compression_and_encryption);
     RUN(encrypted_records_are_cached_as_plaintext);
     RUN(get_direct_plain);
+    RUN(get_direct_plain_cached_on_second_read);
     RUN(foreach_visits_live_images);
     RUN(put_real_image);
     RUN(sealed_block_truncated_by_hand);
