@@ -5,23 +5,30 @@
 
 #include "alloc.h"
 
+/* The bytes start on a cache-line boundary: the kernel copies a record into
+ * them (pread) measurably faster than into malloc's 16-byte alignment, and
+ * the CRC and the socket send read them in whole lines. */
+#define BUF_ALIGN 64
+
 struct fb_buf {
     atomic_uint refs;
     size_t len;
-    uint8_t data[];
+    uint8_t *data; /* inside the same allocation, BUF_ALIGN-aligned */
 };
 
 fb_buf *fb__buf_new(size_t len)
 {
-    if (len > SIZE_MAX - sizeof(fb_buf)) {
+    if (len > SIZE_MAX - sizeof(fb_buf) - BUF_ALIGN) {
         return NULL;
     }
-    fb_buf *b = fb__malloc(sizeof(fb_buf) + len);
+    fb_buf *b = fb__malloc(sizeof(fb_buf) + BUF_ALIGN - 1 + len);
     if (b == NULL) {
         return NULL;
     }
     atomic_init(&b->refs, 1);
     b->len = len;
+    uintptr_t first = (uintptr_t)(b + 1);
+    b->data = (uint8_t *)(b + 1) + ((BUF_ALIGN - first % BUF_ALIGN) % BUF_ALIGN);
     return b;
 }
 
