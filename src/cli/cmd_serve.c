@@ -39,6 +39,8 @@ static const char serve_help[] =
     "                             [FASTBLOCKS_UPLOAD_THREADS]\n"
     "  --max-connections N        concurrent connections (default 1024)\n"
     "                             [FASTBLOCKS_MAX_CONNECTIONS]\n"
+    "  --connection-memory BYTES  per-connection buffer; request headers may fill half\n"
+    "                             of it (default 32K; 4K to 1M) [FASTBLOCKS_CONNECTION_MEMORY]\n"
     "  --max-upload BYTES         largest upload body (default 50M; suffixes K, M, G)\n"
     "                             [FASTBLOCKS_MAX_UPLOAD]\n"
     "  --timeout SECONDS          close connections idle or stalled this long (default 30)\n"
@@ -100,6 +102,16 @@ static int set_upload_threads(serve_opts *o, const char *v)
 static int set_max_connections(serve_opts *o, const char *v)
 {
     return parse_uint(v, 1, 1000000, &o->cfg->max_connections);
+}
+
+static int set_connection_memory(serve_opts *o, const char *v)
+{
+    uint64_t x;
+    if (fb_cli_parse_size(v, &x) != 0 || x < (4u << 10) || x > (1u << 20)) {
+        return -1;
+    }
+    o->cfg->connection_memory = (size_t)x;
+    return 0;
 }
 
 static int set_max_upload(serve_opts *o, const char *v)
@@ -167,6 +179,7 @@ static const struct {
     {"--threads", "FASTBLOCKS_THREADS", 0, set_threads},
     {"--upload-threads", "FASTBLOCKS_UPLOAD_THREADS", 0, set_upload_threads},
     {"--max-connections", "FASTBLOCKS_MAX_CONNECTIONS", 0, set_max_connections},
+    {"--connection-memory", "FASTBLOCKS_CONNECTION_MEMORY", 0, set_connection_memory},
     {"--max-upload", "FASTBLOCKS_MAX_UPLOAD", 0, set_max_upload},
     {"--timeout", "FASTBLOCKS_TIMEOUT", 0, set_timeout},
     {"--shutdown-timeout", "FASTBLOCKS_SHUTDOWN_TIMEOUT", 0, set_shutdown_timeout},

@@ -227,9 +227,11 @@ def test_background_compaction(server_factory, tmp_path, png):
     assert not (data / "blocks" / first_blocks[0]).exists()
 
 
-def test_compaction_flags_rejected(tmp_path):
+def test_bad_server_flags_rejected(tmp_path):
     for flag, value in (("--compact-interval", "-1"), ("--compact-threshold", "0"),
-                        ("--compact-threshold", "1.5"), ("--compact-threshold", "x")):
+                        ("--compact-threshold", "1.5"), ("--compact-threshold", "x"),
+                        ("--connection-memory", "1K"), ("--connection-memory", "2M"),
+                        ("--connection-memory", "lots")):
         r = run_cli("serve", "--data", str(tmp_path / "d"), flag, value)
         assert r.returncode == 2, (flag, value, r)
         assert f"bad value '{value}' for {flag}".encode() in r.stderr

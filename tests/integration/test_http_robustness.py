@@ -74,6 +74,17 @@ def test_oversized_headers(server):
     assert_alive(server)
 
 
+def test_connection_memory_bounds_request_headers(server_factory):
+    # A browser with big cookies sends several KiB of headers: the default
+    # buffer (32 KiB, half of it for headers) takes 12 KiB, 4 KiB refuses them.
+    raw = (b"GET /healthz HTTP/1.1\r\nHost: x\r\nCookie: " + b"c" * 12288 +
+           b"\r\nConnection: close\r\n\r\n")
+    assert raw_status(server_factory(), raw) == 200
+    small = server_factory(args=["--connection-memory", "4K"])
+    assert raw_status(small, raw, (ConnectionResetError, BrokenPipeError)) in (None, 413, 431)
+    assert_alive(small)
+
+
 def test_stalled_clients_time_out_while_others_are_served(server_factory):
     server = server_factory(args=["--timeout", "2"])
     stalled = []
