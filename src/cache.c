@@ -39,7 +39,7 @@
  * Admission: an object larger than 1/8 of its shard's byte budget (that is,
  * capacity / (8 * shards)) is not cached: one such object would otherwise
  * flush a large part of the shard. Only fb_buf_len bytes are counted, not
- * the cache's own bookkeeping (about 64 bytes per entry).
+ * the cache's own bookkeeping (about 90 bytes per entry).
  *
  * Hits take the shard's mutex (an adaptive one, which spins briefly before
  * sleeping) for a hash lookup, a counter bump and a reference; entries are allocated in chunks, so
@@ -77,6 +77,7 @@ typedef struct entry {
     uint64_t key;
     fb_buf *buf;
     uint64_t len;
+    fb__cache_note note;
     struct entry *hnext;       /* hash chain; also links the free list */
     struct entry *prev, *next; /* queue: prev is toward the head (newer) */
     uint8_t freq;
@@ -557,9 +558,11 @@ void fb__cache_free(fb_cache *c)
  * Looks key up: a hit returns a new reference (the caller releases it) and
  * only bumps the entry's frequency counter; a miss returns NULL. A hit is
  * counted, a miss when count_miss. When ticket is not NULL it receives the
- * shard's removal ticket for fb__cache_put_ticket. Thread-safe.
+ * shard's removal ticket for fb__cache_put_ticket; when note is not NULL a
+ * hit copies the entry's note there. Thread-safe.
  */
-static fb_buf *lookup(fb_cache *c, uint64_t key, uint64_t *ticket, bool count_miss)
+static fb_buf *lookup(fb_cache *c, uint64_t key, uint64_t *ticket, fb__cache_note *note,
+                      bool count_miss)
 {
     uint64_t h = mix64(key);
     shard *s = shard_of(c, h);
@@ -571,6 +574,9 @@ static fb_buf *lookup(fb_cache *c, uint64_t key, uint64_t *ticket, bool count_mi
             e->freq++;
         }
         b = fb_buf_retain(e->buf);
+        if (note != NULL) {
+            *note = e->note;
+        }
         s->hits++;
     } else if (count_miss) {
         s->misses++;
@@ -582,19 +588,19 @@ static fb_buf *lookup(fb_cache *c, uint64_t key, uint64_t *ticket, bool count_mi
     return b;
 }
 
-fb_buf *fb__cache_lookup(fb_cache *c, uint64_t key, uint64_t *ticket)
+fb_buf *fb__cache_lookup(fb_cache *c, uint64_t key, uint64_t *ticket, fb__cache_note *note)
 {
-    return lookup(c, key, ticket, true);
+    return lookup(c, key, ticket, note, true);
 }
 
 fb_buf *fb__cache_get(fb_cache *c, uint64_t key)
 {
-    return lookup(c, key, NULL, true);
+    return lookup(c, key, NULL, NULL, true);
 }
 
-fb_buf *fb__cache_peek(fb_cache *c, uint64_t key)
+fb_buf *fb__cache_peek(fb_cache *c, uint64_t key, fb__cache_note *note)
 {
-    return lookup(c, key, NULL, false);
+    return lookup(c, key, NULL, note, false);
 }
 
 bool fb__cache_second_miss(fb_cache *c, uint64_t key)
@@ -620,10 +626,12 @@ bool fb__cache_second_miss(fb_cache *c, uint64_t key)
     return false;
 }
 
-/* The shared body of put and put_ticket; ticket NULL means unconditional.
- * Returns whether b is now cached under key. */
-static bool cache_insert(fb_cache *c, uint64_t key, fb_buf *b, const uint64_t *ticket)
+/* The shared body of put and put_ticket; ticket NULL means unconditional,
+ * note NULL an all-zero note. Returns whether b is now cached under key. */
+static bool cache_insert(fb_cache *c, uint64_t key, fb_buf *b, const fb__cache_note *note,
+                         const uint64_t *ticket)
 {
+    static const fb__cache_note no_note;
     if (c->disabled || b == NULL) {
         return false;
     }
@@ -653,6 +661,7 @@ static bool cache_insert(fb_cache *c, uint64_t key, fb_buf *b, const uint64_t *t
         queue *q = queue_of(s, e);
         q->bytes = q->bytes - e->len + len;
         e->len = len;
+        e->note = note != NULL ? *note : no_note;
         grave_add(&grave, e->buf);
         e->buf = fb_buf_retain(b);
         cached = true;
@@ -670,6 +679,7 @@ static bool cache_insert(fb_cache *c, uint64_t key, fb_buf *b, const uint64_t *t
     e->key = key;
     e->buf = fb_buf_retain(b);
     e->len = len;
+    e->note = note != NULL ? *note : no_note;
     e->freq = 0;
     e->queue = ghost_take(s, key, h) ? Q_MAIN : Q_SMALL;
     entry **bucket = bucket_of(s, h);
@@ -693,7 +703,7 @@ unlock:
  */
 void fb__cache_put(fb_cache *c, uint64_t key, fb_buf *b)
 {
-    cache_insert(c, key, b, NULL);
+    cache_insert(c, key, b, NULL, NULL);
 }
 
 /*
@@ -702,9 +712,10 @@ void fb__cache_put(fb_cache *c, uint64_t key, fb_buf *b)
  * that missed, read the record, and would otherwise cache it after a
  * concurrent delete removed the key. Returns 1 if cached, else 0.
  */
-int fb__cache_put_ticket(fb_cache *c, uint64_t key, fb_buf *b, uint64_t ticket)
+int fb__cache_put_ticket(fb_cache *c, uint64_t key, fb_buf *b, const fb__cache_note *note,
+                         uint64_t ticket)
 {
-    return cache_insert(c, key, b, &ticket) ? 1 : 0;
+    return cache_insert(c, key, b, note, &ticket) ? 1 : 0;
 }
 
 /*

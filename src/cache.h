@@ -26,11 +26,23 @@ typedef struct fb_cache_stats {
 int fb__cache_new(uint64_t max_bytes, uint64_t max_entries, fb_cache **out);
 void fb__cache_free(fb_cache *c); /* releases every entry; NULL is fine */
 
+/*
+ * What the store keeps beside an image's bytes: the record header fields a
+ * reply needs (fb_meta), so that a hit reads nothing from disk. The cache
+ * only stores and returns it.
+ */
+typedef struct fb__cache_note {
+    int64_t created;
+    uint32_t width, height;
+    uint32_t birth_len;
+} fb__cache_note;
+
 /* A new reference to the cached bytes of key, or NULL (counts a miss). */
 fb_buf *fb__cache_get(fb_cache *c, uint64_t key);
 /* fb__cache_get that counts no miss: for a probe whose miss is followed by
- * a read that looks the key up again (and counts the miss then). */
-fb_buf *fb__cache_peek(fb_cache *c, uint64_t key);
+ * a read that looks the key up again (and counts the miss then). On a hit
+ * *note (if not NULL) receives the entry's note. */
+fb_buf *fb__cache_peek(fb_cache *c, uint64_t key, fb__cache_note *note);
 /*
  * Admission for bytes a reader can serve without the cache (a plain record
  * sent with sendfile): true if key missed lately already, so that it is worth
@@ -39,18 +51,20 @@ fb_buf *fb__cache_peek(fb_cache *c, uint64_t key);
  * half of it is set.
  */
 bool fb__cache_second_miss(fb_cache *c, uint64_t key);
-/* Inserts (or replaces) key; the cache takes its own reference. */
+/* Inserts (or replaces) key with an all-zero note; the cache takes its own
+ * reference. */
 void fb__cache_put(fb_cache *c, uint64_t key, fb_buf *b);
 /*
  * For readers that fill the cache after a miss, closing the race with a
  * concurrent delete: fb__cache_lookup is fb__cache_get that also returns a
- * ticket; fb__cache_put_ticket caches b only if no fb__cache_remove ran on
- * the key's shard since that ticket (returns 1 if cached, else 0). Take the
- * ticket before the index lookup; delete drops the index entry before
- * calling fb__cache_remove.
+ * ticket (and, on a hit, the note); fb__cache_put_ticket caches b with its
+ * note only if no fb__cache_remove ran on the key's shard since that ticket
+ * (returns 1 if cached, else 0). Take the ticket before the index lookup;
+ * delete drops the index entry before calling fb__cache_remove.
  */
-fb_buf *fb__cache_lookup(fb_cache *c, uint64_t key, uint64_t *ticket);
-int fb__cache_put_ticket(fb_cache *c, uint64_t key, fb_buf *b, uint64_t ticket);
+fb_buf *fb__cache_lookup(fb_cache *c, uint64_t key, uint64_t *ticket, fb__cache_note *note);
+int fb__cache_put_ticket(fb_cache *c, uint64_t key, fb_buf *b, const fb__cache_note *note,
+                         uint64_t ticket);
 /* Drops key if present. */
 void fb__cache_remove(fb_cache *c, uint64_t key);
 void fb__cache_stats(fb_cache *c, fb_cache_stats *out);

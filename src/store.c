@@ -1882,22 +1882,40 @@ out:
     return rc;
 }
 
+/* The record facts a cache hit replies with, kept beside its bytes. */
+static fb__cache_note note_of(const fb_rec_hdr *h)
+{
+    return (fb__cache_note){h->created, h->width, h->height, h->birth_len};
+}
+
+/* meta of a cache hit: from the index entry and the note, no disk read. */
+static void fill_hit_meta(const fb_index_entry *e, const fb__cache_note *note, const fb_buf *hit,
+                          fb_meta *meta)
+{
+    fb_rec_hdr h = {.width = note->width,
+                    .height = note->height,
+                    .plain_len = fb_buf_len(hit),
+                    .created = note->created,
+                    .birth_len = note->birth_len};
+    fb__store_fill_meta(e, &h, meta);
+}
+
 /* The rest of a cache hit: the address must still resolve (a delete drops
- * the index entry before the cache entry) and meta comes from the record's
- * header. Takes over hit: *out on success, released on error. */
-static int finish_hit(fb_store *s, const fb_addr *addr, fb_buf *hit, fb_buf **out, fb_meta *meta)
+ * the index entry before the cache entry). Takes over hit: *out on success,
+ * released on error. */
+static int finish_hit(fb_store *s, const fb_addr *addr, fb_buf *hit, const fb__cache_note *note,
+                      fb_buf **out, fb_meta *meta)
 {
     fb_index_entry e;
     fb_block *b = NULL;
-    fb_rec_hdr h;
     int rc = resolve(s, addr, &e, &b);
-    if (rc == 0 && meta != NULL && (rc = read_header(b, fb__key_offset(e.loc), e.key, &h)) == 0) {
-        fb__store_fill_meta(&e, &h, meta);
-    }
     fb__block_release(b);
     if (rc != 0) {
         fb_buf_release(hit);
         return rc;
+    }
+    if (meta != NULL) {
+        fill_hit_meta(&e, note, hit, meta);
     }
     *out = hit;
     return 0;
@@ -1909,11 +1927,12 @@ int fb_get_cached(fb_store *s, const fb_addr *addr, fb_buf **out, fb_meta *meta)
         return fb__error(FB_EINVAL, "store, address and out must not be NULL");
     }
     *out = NULL;
-    fb_buf *hit = fb__cache_peek(s->cache, addr->key);
+    fb__cache_note note;
+    fb_buf *hit = fb__cache_peek(s->cache, addr->key, &note);
     if (hit == NULL) {
         return 0;
     }
-    int rc = finish_hit(s, addr, hit, out, meta);
+    int rc = finish_hit(s, addr, hit, &note, out, meta);
     return rc == 0 ? 1 : rc;
 }
 
@@ -1926,9 +1945,10 @@ int fb_get(fb_store *s, const fb_addr *addr, fb_buf **out, fb_meta *meta)
     uint64_t ticket = 0;
     /* The ticket is taken before the index lookup: a delete in between
      * makes the put below a no-op, so a deleted image is never cached. */
-    fb_buf *cached = fb__cache_lookup(s->cache, addr->key, &ticket);
+    fb__cache_note note;
+    fb_buf *cached = fb__cache_lookup(s->cache, addr->key, &ticket, &note);
     if (cached != NULL) {
-        return finish_hit(s, addr, cached, out, meta);
+        return finish_hit(s, addr, cached, &note, out, meta);
     }
     fb_index_entry e;
     fb_block *b = NULL;
@@ -1946,7 +1966,8 @@ int fb_get(fb_store *s, const fb_addr *addr, fb_buf **out, fb_meta *meta)
     if (!(e.len_bits & FB__IX_VERIFIED)) {
         mark_verified(s, &e);
     }
-    fb__cache_put_ticket(s->cache, e.key, buf, ticket);
+    note = note_of(&h);
+    fb__cache_put_ticket(s->cache, e.key, buf, &note, ticket);
     if (meta != NULL) {
         fb__store_fill_meta(&e, &h, meta);
     }
@@ -1963,19 +1984,22 @@ int fb_get_direct(fb_store *s, const fb_addr *addr, fb_buf **cached, int *fd, ui
     *cached = NULL;
     *fd = -1;
     uint64_t ticket = 0;
-    fb_buf *hit = fb__cache_lookup(s->cache, addr->key, &ticket);
+    fb__cache_note note;
+    fb_buf *hit = fb__cache_lookup(s->cache, addr->key, &ticket, &note);
+    if (hit != NULL) {
+        int rc = finish_hit(s, addr, hit, &note, cached, meta);
+        return rc == 0 ? 1 : rc;
+    }
     fb_index_entry e;
     fb_block *b = NULL;
     int rc = resolve(s, addr, &e, &b);
     if (rc != 0) {
-        fb_buf_release(hit);
         return rc;
     }
     fb_rec_hdr h;
     int ret = 0;
-    if (hit == NULL &&
-        ((e.len_bits & (FB__IX_ZSTD | FB__IX_FERNET)) || !(e.len_bits & FB__IX_VERIFIED) ||
-         fb__cache_second_miss(s->cache, e.key))) {
+    if ((e.len_bits & (FB__IX_ZSTD | FB__IX_FERNET)) || !(e.len_bits & FB__IX_VERIFIED) ||
+        fb__cache_second_miss(s->cache, e.key)) {
         /* Bytes to decode, or never sent unchecked (the first read verifies
          * the CRC), or a plain image read again lately (from memory it goes
          * out faster than by sendfile): read them here as fb_get would, so
@@ -1986,32 +2010,25 @@ int fb_get_direct(fb_store *s, const fb_addr *addr, fb_buf **cached, int *fd, ui
             if (!(e.len_bits & FB__IX_VERIFIED)) {
                 mark_verified(s, &e);
             }
-            fb__cache_put_ticket(s->cache, e.key, hit, ticket);
+            note = note_of(&h);
+            fb__cache_put_ticket(s->cache, e.key, hit, &note, ticket);
+            *cached = hit;
             ret = 1;
         }
-    } else {
-        rc = read_header(b, fb__key_offset(e.loc), e.key, &h);
-        if (rc == 0 && hit != NULL) {
-            ret = 1;
-        } else if (rc == 0) {
-            int d = dup(fb__bfile_fd(b->file));
-            if (d < 0) {
-                rc = fb__error(fb__errno_code(errno), "cannot dup the descriptor of %s: %s",
-                               b->name, strerror(errno));
-            } else {
-                *fd = d;
-                *offset = fb__key_offset(e.loc);
-                ret = 2;
-            }
+    } else if ((rc = read_header(b, fb__key_offset(e.loc), e.key, &h)) == 0) {
+        int d = dup(fb__bfile_fd(b->file));
+        if (d < 0) {
+            rc = fb__error(fb__errno_code(errno), "cannot dup the descriptor of %s: %s", b->name,
+                           strerror(errno));
+        } else {
+            *fd = d;
+            *offset = fb__key_offset(e.loc);
+            ret = 2;
         }
     }
     fb__block_release(b);
     if (rc != 0) {
-        fb_buf_release(hit);
         return rc;
-    }
-    if (ret == 1) {
-        *cached = hit;
     }
     if (meta != NULL) {
         fb__store_fill_meta(&e, &h, meta);

@@ -68,8 +68,8 @@ TEST(disabled_cache_admits_nothing)
     CHECK(fb__cache_get(c, 2) == NULL);
     uint64_t t = 0;
     fb_buf *b = make_buf(3, 10);
-    CHECK(fb__cache_lookup(c, 3, &t) == NULL);
-    CHECK_EQ(fb__cache_put_ticket(c, 3, b, t), 0);
+    CHECK(fb__cache_lookup(c, 3, &t, NULL) == NULL);
+    CHECK_EQ(fb__cache_put_ticket(c, 3, b, NULL, t), 0);
     fb_buf_release(b);
     fb__cache_remove(c, 1);
     fb_cache_stats st;
@@ -425,14 +425,39 @@ TEST(ticket_refuses_after_remove)
     CHECK_OK(fb__cache_new(MIB, 0, &c));
     fb_buf *b = make_buf(5, 100);
     uint64_t t = 0;
-    CHECK(fb__cache_lookup(c, 5, &t) == NULL);
+    CHECK(fb__cache_lookup(c, 5, &t, NULL) == NULL);
     fb__cache_remove(c, 5); /* a delete between the miss and the put */
-    CHECK_EQ(fb__cache_put_ticket(c, 5, b, t), 0);
+    CHECK_EQ(fb__cache_put_ticket(c, 5, b, NULL, t), 0);
     CHECK(!cached(c, 5));
-    CHECK(fb__cache_lookup(c, 5, &t) == NULL);
-    CHECK_EQ(fb__cache_put_ticket(c, 5, b, t), 1);
-    fb_buf *hit = fb__cache_lookup(c, 5, &t);
+    CHECK(fb__cache_lookup(c, 5, &t, NULL) == NULL);
+    CHECK_EQ(fb__cache_put_ticket(c, 5, b, NULL, t), 1);
+    fb_buf *hit = fb__cache_lookup(c, 5, &t, NULL);
     CHECK(hit == b);
+    fb_buf_release(hit);
+    fb_buf_release(b);
+    fb__cache_free(c);
+}
+
+/* The note put beside the bytes comes back with every hit, replaced with
+ * the bytes; fb__cache_put leaves an all-zero note. */
+TEST(note_travels_with_the_bytes)
+{
+    fb_cache *c = NULL;
+    CHECK_OK(fb__cache_new(MIB, 0, &c));
+    fb_buf *b = make_buf(9, 100);
+    uint64_t t = 0;
+    fb__cache_note in = {1700000000, 640, 480, 1234}, out = {0, 0, 0, 0};
+    CHECK(fb__cache_lookup(c, 9, &t, &out) == NULL);
+    CHECK_EQ(fb__cache_put_ticket(c, 9, b, &in, t), 1);
+    fb_buf *hit = fb__cache_peek(c, 9, &out);
+    CHECK(hit == b);
+    CHECK(out.created == 1700000000 && out.width == 640 && out.height == 480 &&
+          out.birth_len == 1234);
+    fb_buf_release(hit);
+    fb__cache_put(c, 9, b); /* replaces the value, and its note */
+    hit = fb__cache_lookup(c, 9, &t, &out);
+    CHECK(hit == b);
+    CHECK(out.created == 0 && out.width == 0 && out.height == 0 && out.birth_len == 0);
     fb_buf_release(hit);
     fb_buf_release(b);
     fb__cache_free(c);
@@ -540,6 +565,7 @@ int main(void)
     RUN(byte_accounting_exact_one_shard);
     RUN(byte_accounting_exact_sharded);
     RUN(ticket_refuses_after_remove);
+    RUN(note_travels_with_the_bytes);
     RUN(out_of_memory);
     RUN(second_miss_doorkeeper);
     return TEST_REPORT();

@@ -153,7 +153,7 @@ static void *fill(void *arg)
             key = d > 0 ? (int)((r >> 20) % (uint64_t)d) : 0;
         }
         uint64_t ticket;
-        fb_buf *b = fb__cache_lookup(f->cache, (uint64_t)key, &ticket);
+        fb_buf *b = fb__cache_lookup(f->cache, (uint64_t)key, &ticket, NULL);
         if (b != NULL) {
             if (key < d) {
                 atomic_fetch_add(&stale_hits, 1);
@@ -167,7 +167,7 @@ static void *fill(void *arg)
             if (r & 0x100) {
                 sched_yield();
             }
-            fb__cache_put_ticket(f->cache, (uint64_t)key, b, ticket);
+            fb__cache_put_ticket(f->cache, (uint64_t)key, b, NULL, ticket);
             fb_buf_release(b);
         }
     }

@@ -538,16 +538,22 @@ TEST(encrypted_records_are_cached_as_plaintext)
                 /* The cache-only probe finds nothing before the first read
                  * (and counts no miss), the cached bytes after it. */
                 fb_buf *probe = NULL;
-                CHECK_EQ(fb_get_cached(s, &a, &probe, NULL), pass);
+                fb_meta pm, gm;
+                CHECK_EQ(fb_get_cached(s, &a, &probe, &pm), pass);
                 CHECK_EQ(probe != NULL, pass);
+                /* A hit's meta comes from the cache's note, a miss's from
+                 * the record header: the same, field for field. */
+                CHECK(probe == NULL || memcmp(&pm, &m[i], sizeof pm) == 0);
                 /* Not cached yet: fb_get_direct decodes and caches (1);
                  * cached: 1 too, from the cache. */
                 CHECK_EQ(fb_get_direct(s, &a, &c, &fd, &off, &dm), 1);
                 CHECK_EQ(fd, -1);
                 CHECK_U64_EQ(dm.bytes, LEN);
+                CHECK(memcmp(&dm, &m[i], sizeof dm) == 0);
                 CHECK(probe == NULL || fb_buf_data(probe) == fb_buf_data(c));
                 fb_buf_release(probe);
-                CHECK_OK(fb_get(s, &a, &b, NULL));
+                CHECK_OK(fb_get(s, &a, &b, &gm));
+                CHECK(memcmp(&gm, &m[i], sizeof gm) == 0);
                 CHECK_EQ(fb_buf_len(b), LEN);
                 th_fill(p, LEN, 7000 + (uint64_t)i);
                 if (compression) {
@@ -634,7 +640,9 @@ TEST(get_direct_plain_cached_on_second_read)
         fb_buf *b = NULL;
         int fd = -1;
         uint64_t off = 0;
-        CHECK_EQ(fb_get_direct(s, &a, &b, &fd, &off, NULL), i == 0 ? 2 : 1);
+        fb_meta dm;
+        CHECK_EQ(fb_get_direct(s, &a, &b, &fd, &off, &dm), i == 0 ? 2 : 1);
+        CHECK(memcmp(&dm, &m, sizeof dm) == 0); /* sendfile, miss or hit alike */
         CHECK_EQ(fd >= 0, i == 0);
         CHECK_EQ(b != NULL, i > 0);
         if (b != NULL) {
