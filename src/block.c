@@ -274,15 +274,9 @@ static int local_list(fb_backend *base, uint32_t **nums, size_t *n)
         if (!fb__block_name_parse(e->d_name, ".fbk", &num) || num == 0 || num > FB__MAX_BLOCK_NUM) {
             continue;
         }
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            uint32_t *nv = fb__realloc(v, ncap * sizeof *v);
-            if (nv == NULL) {
-                rc = fb__error(FB_ENOMEM, "out of memory listing %s", b->dir);
-                goto out;
-            }
-            v = nv;
-            cap = ncap;
+        if (FB__GROW_ARRAY(&v, &cap, len + 1, 16) != 0) {
+            rc = fb__error(FB_ENOMEM, "out of memory listing %s", b->dir);
+            goto out;
         }
         v[len++] = num;
     }

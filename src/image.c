@@ -913,18 +913,9 @@ static int out_buf_write(const uint8_t *data, size_t size, const WebPPicture *pi
         return 0;
     }
     size_t need = o->len + size;
-    if (need > o->cap) {
-        size_t cap = o->cap < 4096 ? 4096 : o->cap;
-        while (cap < need) {
-            cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-        }
-        uint8_t *p = fb__realloc(o->p, cap);
-        if (p == NULL) {
-            o->oom = 1;
-            return 0;
-        }
-        o->p = p;
-        o->cap = cap;
+    if (FB__GROW_ARRAY(&o->p, &o->cap, need, 4096) != 0) {
+        o->oom = 1;
+        return 0;
     }
     memcpy(o->p + o->len, data, size);
     o->len = need;

@@ -112,14 +112,8 @@ fb_block *fb__store_find_block(fb_store *s, uint32_t number)
  * table takes over the caller's reference. */
 static int table_add(fb_store *s, fb_block *b)
 {
-    if (s->nblocks == s->cblocks) {
-        size_t ncap = s->cblocks ? s->cblocks * 2 : 16;
-        fb_block **nb = fb__realloc(s->blocks, ncap * sizeof *nb);
-        if (nb == NULL) {
-            return fb__error(FB_ENOMEM, "out of memory for the block table");
-        }
-        s->blocks = nb;
-        s->cblocks = ncap;
+    if (FB__GROW_ARRAY(&s->blocks, &s->cblocks, s->nblocks + 1, 16) != 0) {
+        return fb__error(FB_ENOMEM, "out of memory for the block table");
     }
     s->blocks[s->nblocks++] = b;
     return 0;
@@ -409,14 +403,8 @@ typedef struct entry_vec {
 
 static int vec_push(entry_vec *ev, const fb_idx_entry *e)
 {
-    if (ev->n == ev->cap) {
-        size_t ncap = ev->cap ? ev->cap * 2 : 64;
-        fb_idx_entry *nv = fb__realloc(ev->v, ncap * sizeof *nv);
-        if (nv == NULL) {
-            return fb__error(FB_ENOMEM, "out of memory collecting records");
-        }
-        ev->v = nv;
-        ev->cap = ncap;
+    if (FB__GROW_ARRAY(&ev->v, &ev->cap, ev->n + 1, 64) != 0) {
+        return fb__error(FB_ENOMEM, "out of memory collecting records");
     }
     ev->v[ev->n++] = *e;
     return 0;
@@ -1243,26 +1231,9 @@ fail:
  * so that completing a write never needs to allocate. */
 static int reserve_slots(fb_block *b)
 {
-    if (b->ninflight == b->cinflight) {
-        size_t ncap = b->cinflight ? b->cinflight * 2 : 16;
-        uint64_t *nv = fb__realloc(b->inflight, ncap * sizeof *nv);
-        if (nv == NULL) {
-            return fb__error(FB_ENOMEM, "out of memory appending to %s", b->name);
-        }
-        b->inflight = nv;
-        b->cinflight = ncap;
-    }
-    if (b->nwritten + b->ninflight + 1 > b->cwritten) {
-        size_t ncap = b->cwritten ? b->cwritten * 2 : 256;
-        while (ncap < b->nwritten + b->ninflight + 1) {
-            ncap *= 2;
-        }
-        fb_idx_entry *nw = fb__realloc(b->written, ncap * sizeof *nw);
-        if (nw == NULL) {
-            return fb__error(FB_ENOMEM, "out of memory appending to %s", b->name);
-        }
-        b->written = nw;
-        b->cwritten = ncap;
+    if (FB__GROW_ARRAY(&b->inflight, &b->cinflight, b->ninflight + 1, 16) != 0 ||
+        FB__GROW_ARRAY(&b->written, &b->cwritten, b->nwritten + b->ninflight + 1, 256) != 0) {
+        return fb__error(FB_ENOMEM, "out of memory appending to %s", b->name);
     }
     return 0;
 }

@@ -61,14 +61,8 @@ typedef struct scanned {
 static int collect(void *ud, uint64_t at, const fb_rec_hdr *h, const uint8_t *data)
 {
     scanned *sc = ud;
-    if (sc->n == sc->cap) {
-        size_t ncap = sc->cap ? sc->cap * 2 : 256;
-        fb_idx_entry *nv = fb__realloc(sc->v, ncap * sizeof *nv);
-        if (nv == NULL) {
-            return fb__error(FB_ENOMEM, "out of memory verifying");
-        }
-        sc->v = nv;
-        sc->cap = ncap;
+    if (FB__GROW_ARRAY(&sc->v, &sc->cap, sc->n + 1, 256) != 0) {
+        return fb__error(FB_ENOMEM, "out of memory verifying %s", fb__bfile_name(sc->file));
     }
     sc->v[sc->n++] = (fb_idx_entry){
         h->key, at + FB__REC_HDR_SIZE, (uint32_t)h->stored_len, h->cookie, h->flags, h->data_crc};
@@ -81,14 +75,8 @@ static int collect(void *ud, uint64_t at, const fb_rec_hdr *h, const uint8_t *da
 
 static int add_damage(scanned *sc, uint64_t at, uint64_t next)
 {
-    if (sc->nd == sc->capd) {
-        size_t ncap = sc->capd ? sc->capd * 2 : 8;
-        damage *nd = fb__realloc(sc->d, ncap * sizeof *nd);
-        if (nd == NULL) {
-            return fb__error(FB_ENOMEM, "out of memory verifying");
-        }
-        sc->d = nd;
-        sc->capd = ncap;
+    if (FB__GROW_ARRAY(&sc->d, &sc->capd, sc->nd + 1, 8) != 0) {
+        return fb__error(FB_ENOMEM, "out of memory listing damage in %s", fb__bfile_name(sc->file));
     }
     sc->d[sc->nd++] = (damage){at, next};
     return 0;

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "util/alloc.h"
+#include "util/error.h"
 
 static const char help[] =
     "Usage: fastblocks ls [options]\n"
@@ -38,17 +39,8 @@ typedef struct meta_list {
 static int collect(void *ud, const fb_meta *m)
 {
     meta_list *l = ud;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 256;
-        fb_meta *v;
-        if (cap > SIZE_MAX / sizeof *v)
-            return FB_ENOMEM;
-        v = fb__realloc(l->v, cap * sizeof *v);
-        if (v == NULL)
-            return FB_ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (FB__GROW_ARRAY(&l->v, &l->cap, l->n + 1, 256) != 0)
+        return fb__error(FB_ENOMEM, "out of memory listing %zu images", l->n + 1);
     l->v[l->n++] = *m;
     return 0;
 }

@@ -110,17 +110,8 @@ static int put_option(void *ud, const char *cmd, int argc, char **argv, int *i)
 static int add_item(put_ctx *p, const char *path, uint64_t size)
 {
     char *copy;
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 64;
-        put_item *v;
-        if (cap > SIZE_MAX / sizeof *v)
-            return -1;
-        v = fb__realloc(p->items, cap * sizeof *v);
-        if (v == NULL)
-            return -1;
-        p->items = v;
-        p->cap = cap;
-    }
+    if (FB__GROW_ARRAY(&p->items, &p->cap, p->n + 1, 64) != 0)
+        return -1;
     copy = fb__strdup(path);
     if (copy == NULL)
         return -1;
@@ -180,17 +171,8 @@ static int walk_dir(put_ctx *p, const char *dir, int depth)
     while ((errno = 0, e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue; /* ".", ".." and hidden files such as .DS_Store */
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 32;
-            char **v;
-            if (ncap > SIZE_MAX / sizeof *v)
-                goto out;
-            v = fb__realloc(names, ncap * sizeof *v);
-            if (v == NULL)
-                goto out;
-            names = v;
-            cap = ncap;
-        }
+        if (FB__GROW_ARRAY(&names, &cap, n + 1, 32) != 0)
+            goto out;
         names[n] = fb__strdup(e->d_name);
         if (names[n] == NULL)
             goto out;
@@ -274,8 +256,6 @@ static int read_input(int fd, uint64_t limit, put_item *it, uint8_t **out, size_
     for (;;) {
         ssize_t r;
         if (n == cap) {
-            uint8_t *grown;
-            size_t ncap;
             if (n > limit) {
                 fb__free(buf);
                 snprintf(it->err, sizeof it->err,
@@ -283,12 +263,8 @@ static int read_input(int fd, uint64_t limit, put_item *it, uint8_t **out, size_
                          it->path, (unsigned long long)limit);
                 return FB_ELIMIT;
             }
-            ncap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
-            grown = fb__realloc(buf, ncap);
-            if (grown == NULL)
+            if (FB__GROW_ARRAY(&buf, &cap, n + 1, 0) != 0)
                 goto nomem;
-            buf = grown;
-            cap = ncap;
         }
         r = read(fd, buf + n, cap - n);
         if (r < 0 && errno == EINTR && !fb_cli_interrupted)

@@ -474,7 +474,7 @@ int fb_cli_common_option(fb_cli_common *c, const char *cmd, int argc, char **arg
 static int add_key(fb_cli_common *c, const char *cmd, const char *key, size_t len,
                    const char *where, size_t n)
 {
-    char *copy = NULL, **grown;
+    char *copy = NULL;
     int rc;
     if (len > 256) {
         fb_cli_errorf(cmd, "bad key %zu in %s: too long to be a Fernet key", n, where);
@@ -493,12 +493,8 @@ static int add_key(fb_cli_common *c, const char *cmd, const char *key, size_t le
         fb__free(copy);
         return -1;
     }
-    if (c->nkeys >= SIZE_MAX / sizeof *grown - 1)
+    if (FB__GROW_ARRAY(&c->keys, &c->keys_cap, c->nkeys + 1, 4) != 0)
         goto nomem;
-    grown = fb__realloc(c->keys, (c->nkeys + 1) * sizeof *grown);
-    if (grown == NULL)
-        goto nomem;
-    c->keys = grown;
     c->keys[c->nkeys++] = copy;
     return 0;
 nomem:
@@ -657,6 +653,7 @@ void fb_cli_common_free(fb_cli_common *c)
     fb__free(c->keys);
     c->keys = NULL;
     c->nkeys = 0;
+    c->keys_cap = 0;
     c->store.keys = NULL;
     c->store.nkeys = 0;
 }

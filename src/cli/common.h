@@ -24,6 +24,7 @@ typedef struct fb_cli_common {
     fb_options store;     /* filled from the shared store options */
     char **keys;          /* loaded from --key-file FILE / FASTBLOCKS_KEY(_FILE) */
     size_t nkeys;
+    size_t keys_cap;      /* allocated slots of keys */
     int json;             /* --json */
     const char *key_file; /* --key-file FILE (read by fb_cli_common_finish) */
     unsigned given;       /* shared options set on the command line (bit per table row) */

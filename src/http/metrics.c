@@ -122,17 +122,12 @@ static void appendf(strbuf *t, const char *fmt, ...)
             t->len += (size_t)n;
             return;
         }
-        if (t->cap > SIZE_MAX / 2) {
+        /* n + 1: vsnprintf needs room for its terminating NUL too. */
+        if ((size_t)n >= SIZE_MAX - t->len ||
+            FB__GROW_ARRAY(&t->p, &t->cap, t->len + (size_t)n + 1, 0) != 0) {
             t->failed = 1;
             return;
         }
-        char *grown = fb__realloc(t->p, t->cap * 2);
-        if (grown == NULL) {
-            t->failed = 1;
-            return;
-        }
-        t->p = grown;
-        t->cap *= 2;
     }
 }
 

@@ -1,9 +1,11 @@
 /* alloc - the library's one allocation hook (see alloc.h). */
 #include "alloc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "fastblocks.h"
 
 static fb_allocator allocator = {malloc, realloc, free};
@@ -37,6 +39,35 @@ void *fb__calloc(size_t count, size_t size)
 void *fb__realloc(void *p, size_t n)
 {
     return allocator.realloc_fn(p, n == 0 ? 1 : n);
+}
+
+int fb__grow_array(void *pp, size_t *cap, size_t need, size_t size, size_t first)
+{
+    if (need <= *cap) {
+        return 0;
+    }
+    size_t max = size == 0 ? SIZE_MAX : SIZE_MAX / size; /* elements whose bytes fit a size_t */
+    if (need > max) {
+        return fb__error(FB_ENOMEM, "array of %zu elements of %zu bytes is larger than memory",
+                         need, size);
+    }
+    size_t ncap = *cap > max / 2 ? max : *cap * 2;
+    if (ncap < first) {
+        ncap = first < max ? first : max;
+    }
+    if (ncap < need) {
+        ncap = need;
+    }
+    void *old, *grown;
+    memcpy(&old, pp, sizeof old);
+    grown = fb__realloc(old, ncap * size);
+    if (grown == NULL) {
+        return fb__error(FB_ENOMEM, "out of memory growing an array to %zu elements of %zu bytes",
+                         ncap, size);
+    }
+    memcpy(pp, &grown, sizeof grown);
+    *cap = ncap;
+    return 0;
 }
 
 void fb__free(void *p)

@@ -1,6 +1,10 @@
-/* Unit tests of src/util: crc32c, base64url, endian helpers, fb_buf, errors. */
+/* Unit tests of src/util: crc32c, base64url, endian helpers, fb_buf, errors,
+ * fb__grow_array. */
 #include "fb_test.h"
 
+#include <stdint.h>
+
+#include "util/alloc.h"
 #include "util/base64url.h"
 #include "util/buf.h"
 #include "util/crc32c.h"
@@ -139,6 +143,137 @@ TEST(error_table)
     CHECK_STR_EQ(fb_version(), FB_VERSION_STRING);
 }
 
+/* An allocator that passes through to libc, counts reallocs, remembers the
+ * size of the last one and can be told to fail them. */
+static int reallocs, fail_reallocs;
+static size_t last_realloc_size;
+
+static void *spy_realloc(void *p, size_t n)
+{
+    reallocs++;
+    last_realloc_size = n;
+    return fail_reallocs ? NULL : realloc(p, n);
+}
+
+static void spy_install(int fail)
+{
+    fb_allocator a = {malloc, spy_realloc, free};
+    reallocs = 0;
+    last_realloc_size = 0;
+    fail_reallocs = fail;
+    fb_set_allocator(&a);
+}
+
+TEST(grow_array_capacities)
+{
+    uint32_t *v = NULL;
+    size_t cap = 0;
+    spy_install(0);
+    /* The first allocation takes `first` elements even if fewer are needed. */
+    CHECK_EQ(FB__GROW_ARRAY(&v, &cap, 1, 8), 0);
+    CHECK(v != NULL);
+    CHECK_EQ(cap, 8);
+    CHECK_EQ(last_realloc_size, 8 * sizeof *v);
+    for (uint32_t i = 0; i < 8; i++) {
+        v[i] = i * 7 + 1;
+    }
+    /* Room enough: nothing is allocated and nothing moves. */
+    uint32_t *before = v;
+    CHECK_EQ(FB__GROW_ARRAY(&v, &cap, 8, 8), 0);
+    CHECK_EQ(FB__GROW_ARRAY(&v, &cap, 0, 8), 0);
+    CHECK(v == before);
+    CHECK_EQ(cap, 8);
+    CHECK_EQ(reallocs, 1);
+    /* One more doubles; the contents are kept. */
+    CHECK_EQ(FB__GROW_ARRAY(&v, &cap, 9, 8), 0);
+    CHECK_EQ(cap, 16);
+    CHECK_EQ(reallocs, 2);
+    for (uint32_t i = 0; i < 8; i++) {
+        CHECK_EQ(v[i], i * 7 + 1);
+    }
+    /* A need beyond twice the capacity is taken exactly... */
+    CHECK_EQ(FB__GROW_ARRAY(&v, &cap, 100, 8), 0);
+    CHECK_EQ(cap, 100);
+    CHECK_EQ(last_realloc_size, 100 * sizeof *v);
+    /* ...and then doubling goes on from there. */
+    CHECK_EQ(FB__GROW_ARRAY(&v, &cap, 101, 8), 0);
+    CHECK_EQ(cap, 200);
+    CHECK_EQ(v[7], 50);
+    fb_set_allocator(NULL);
+    fb__free(v);
+
+    /* first == 0: the first allocation is exactly the need. */
+    char *s = NULL;
+    size_t scap = 0;
+    CHECK_EQ(FB__GROW_ARRAY(&s, &scap, 3, 0), 0);
+    CHECK_EQ(scap, 3);
+    fb__free(s);
+}
+
+TEST(grow_array_overflow_and_failure_keep_the_old_array)
+{
+    uint64_t *v = NULL;
+    size_t cap = 0;
+    CHECK_EQ(FB__GROW_ARRAY(&v, &cap, 4, 4), 0);
+    v[3] = 0x1234567890abcdefu;
+    uint64_t *before = v;
+
+    /* need * size overflows: refused before any allocation. */
+    spy_install(0);
+    fb__error_clear();
+    int rc = FB__GROW_ARRAY(&v, &cap, SIZE_MAX / sizeof *v + 1, 4);
+    int calls = reallocs;
+    fb_set_allocator(NULL);
+    CHECK_EQ(rc, FB_ENOMEM);
+    CHECK_EQ(calls, 0);
+    CHECK(strstr(fb_last_error(), "elements of 8 bytes") != NULL);
+    CHECK(v == before);
+    CHECK_EQ(cap, 4);
+    CHECK_U64_EQ(v[3], 0x1234567890abcdefu);
+
+    /* The allocation fails: same promise. */
+    spy_install(1);
+    fb__error_clear();
+    rc = FB__GROW_ARRAY(&v, &cap, 5, 4);
+    calls = reallocs;
+    size_t asked = last_realloc_size;
+    fb_set_allocator(NULL);
+    CHECK_EQ(rc, FB_ENOMEM);
+    CHECK_EQ(calls, 1);
+    CHECK_EQ(asked, 8 * sizeof *v);
+    CHECK_STR_EQ(fb_last_error(), "out of memory growing an array to 8 elements of 8 bytes");
+    CHECK(v == before);
+    CHECK_EQ(cap, 4);
+    CHECK_U64_EQ(v[3], 0x1234567890abcdefu);
+
+    /* Doubling past the largest array is capped there (the failing
+     * allocator only records what was asked for, so the fake capacities
+     * below never reach memory). */
+    size_t max = SIZE_MAX / sizeof *v, big = max / 2 + 1;
+    spy_install(1);
+    rc = FB__GROW_ARRAY(&v, &big, big + 1, 4);
+    size_t asked_doubling = last_realloc_size;
+    size_t none = 0;
+    int rc_first = FB__GROW_ARRAY(&v, &none, 1, SIZE_MAX);
+    size_t asked_first = last_realloc_size;
+    char *bytes = (char *)v;
+    size_t bcap = SIZE_MAX / 2 + 1;
+    int rc_bytes = FB__GROW_ARRAY(&bytes, &bcap, bcap + 1, 0);
+    size_t asked_bytes = last_realloc_size;
+    fb_set_allocator(NULL);
+    CHECK_EQ(rc, FB_ENOMEM);
+    CHECK_U64_EQ(asked_doubling, max * sizeof *v);
+    CHECK_EQ(big, max / 2 + 1);
+    CHECK_EQ(rc_first, FB_ENOMEM);
+    CHECK_U64_EQ(asked_first, max * sizeof *v);
+    CHECK_EQ(none, 0);
+    CHECK_EQ(rc_bytes, FB_ENOMEM);
+    CHECK_U64_EQ(asked_bytes, SIZE_MAX);
+    CHECK(v == before);
+    CHECK_U64_EQ(v[3], 0x1234567890abcdefu);
+    fb__free(v);
+}
+
 int main(void)
 {
     RUN(crc32c_known_values);
@@ -149,5 +284,7 @@ int main(void)
     RUN(endian_helpers);
     RUN(buf_refcount);
     RUN(error_table);
+    RUN(grow_array_capacities);
+    RUN(grow_array_overflow_and_failure_keep_the_old_array);
     return TEST_REPORT();
 }
