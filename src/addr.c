@@ -46,14 +46,46 @@ int fb_addr_from_id(const char *id, fb_addr *out)
     return 0;
 }
 
+/* Writes the n lowest digits of v in base (10 or 16, lower case), zero
+ * padded. Every reply formats an id and a block name: snprintf was 2% of a
+ * cache-hit server's CPU. */
+_Static_assert(FB_ID_LEN == 24, "ids are a 64-bit key and a 32-bit cookie in hex");
+
+static void put_digits(char *out, uint64_t v, int n, unsigned base)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        out[i] = "0123456789abcdef"[v % base];
+        v /= base;
+    }
+}
+
+void fb__id_format(uint64_t key, uint32_t cookie, char out[25])
+{
+    put_digits(out, key, 16, 16);
+    put_digits(out + 16, cookie, 8, 16);
+    out[FB_ID_LEN] = '\0';
+}
+
+/* "block_" + the number, at least 8 digits + suffix (4 characters). */
+static void block_file_name(uint32_t number, const char *suffix, char out[32])
+{
+    int digits = 8;
+    for (uint32_t v = number / 100000000u; v != 0; v /= 10) {
+        digits++;
+    }
+    memcpy(out, "block_", 6);
+    put_digits(out + 6, number, digits, 10);
+    memcpy(out + 6 + digits, suffix, 5);
+}
+
 void fb__block_name(uint32_t number, char out[32])
 {
-    snprintf(out, 32, "block_%08" PRIu32 ".fbk", number);
+    block_file_name(number, ".fbk", out);
 }
 
 void fb__idx_name(uint32_t number, char out[32])
 {
-    snprintf(out, 32, "block_%08" PRIu32 ".idx", number);
+    block_file_name(number, ".idx", out);
 }
 
 int fb__block_name_parse(const char *name, const char *suffix, uint32_t *number)

@@ -159,6 +159,8 @@ int fb__journal_decode(const uint8_t *p, size_t n, uint32_t *block);
 /* Block and index file names. */
 void fb__block_name(uint32_t number, char out[32]);
 void fb__idx_name(uint32_t number, char out[32]);
+/* The public id of (key, cookie): FB_ID_LEN (24) lower-case hex digits. */
+void fb__id_format(uint64_t key, uint32_t cookie, char out[25]);
 /* 1 and *number if name is exactly block_NNNNNNNN<suffix> (suffix ".fbk"
  * or ".idx"), else 0. */
 int fb__block_name_parse(const char *name, const char *suffix, uint32_t *number);

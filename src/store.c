@@ -153,7 +153,7 @@ static uint32_t ix_flags(uint32_t rec_flags)
 void fb__store_fill_meta(const fb_index_entry *e, const fb_rec_hdr *h, fb_meta *m)
 {
     memset(m, 0, sizeof *m);
-    snprintf(m->id, sizeof m->id, "%016" PRIx64 "%08" PRIx32, e->key, e->cookie);
+    fb__id_format(e->key, e->cookie, m->id);
     fb__block_name(fb__key_block(e->key), m->block);
     m->offset = fb__key_offset(e->key);
     /* The seed triple's size: the birth stored length, which a record

@@ -217,7 +217,9 @@ static void release_buf(void *cls)
 static void add_image_headers(struct MHD_Response *resp, const fb_meta *m)
 {
     char etag[FB_ID_LEN + 3], date[FB_HTTP_DATE_LEN];
-    snprintf(etag, sizeof etag, "\"%s\"", m->id);
+    etag[0] = '"';
+    memcpy(etag + 1, m->id, FB_ID_LEN);
+    memcpy(etag + 1 + FB_ID_LEN, "\"", 2);
     fb__http_date(m->created, date);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, CACHE_CONTROL);

@@ -209,6 +209,12 @@ TEST(block_names)
     CHECK_STR_EQ(name, "block_00000007.fbk");
     fb__block_name(123456789, name);
     CHECK_STR_EQ(name, "block_123456789.fbk"); /* out of range anyway: > 2^24 */
+    fb__block_name(0, name);
+    CHECK_STR_EQ(name, "block_00000000.fbk");
+    fb__idx_name(99999999, name);
+    CHECK_STR_EQ(name, "block_99999999.idx");
+    fb__idx_name(UINT32_MAX, name);
+    CHECK_STR_EQ(name, "block_4294967295.idx");
     CHECK(fb__block_name_parse("block_00000010.fbk", ".fbk", &n));
     CHECK_EQ(n, 10);
     CHECK(!fb__block_name_parse("block_0000010.fbk", ".fbk", &n));
@@ -227,6 +233,11 @@ TEST(addresses)
     CHECK(a.by_id);
     CHECK_U64_EQ(a.key, fb__key_make(1, 128));
     CHECK_EQ(a.cookie, 0xdeadbeef);
+    char id[FB_ID_LEN + 1];
+    fb__id_format(fb__key_make(1, 128), 0xdeadbeef, id);
+    CHECK_STR_EQ(id, "0000010000000080deadbeef");
+    fb__id_format(UINT64_MAX, 0x0000000f, id);
+    CHECK_STR_EQ(id, "ffffffffffffffff0000000f");
     CHECK_RC(fb_addr_from_id("0000010000000080DEADBEEF", &a), FB_EINVAL);
     CHECK_RC(fb_addr_from_id("0000010000000080deadbee", &a), FB_EINVAL);
     CHECK_RC(fb_addr_from_id("0000010000000080deadbeef0", &a), FB_EINVAL);
