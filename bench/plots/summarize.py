@@ -458,6 +458,23 @@ if runs:
         md.append(f"The same 1 ms ticker on this machine, same run: {fmt(idle, unit=' ms')} "
                   f"worst stall with no work at all (timer and scheduler jitter), "
                   f"{fmt(fl, unit=' ms')} while 4 GIL-free threads hash.\n")
+    # The loop stall split up (bench_inprocess.py's docstring says what each figure means).
+    rows = []
+    for k, label in (("step_max_ms", "longest loop step while saving, wall (ms)"),
+                     ("step_cpu_max_ms", "longest loop step while saving, CPU (ms)"),
+                     ("tick_idle_p99_ms", "1 ms ticker lateness p99, idle (ms)"),
+                     ("tick_saves_p99_ms", "1 ms ticker lateness p99, 4 saves running (ms)"),
+                     ("tick_idle_max_ms", "1 ms ticker lateness max, idle (ms)"),
+                     ("tick_saves_max_ms", "1 ms ticker lateness max, 4 saves running (ms)")):
+        vals = {impl: stat([num(next((x.get(k) for x in rr if x["impl"] == impl), None))
+                            for rr in inproc]) for impl in ("original", "fastblocks")}
+        if vals["fastblocks"]:
+            put(f"python.stall.{k}.fastblocks", vals["fastblocks"])
+            rows.append([label, fmt(vals["original"]), fmt(vals["fastblocks"])])
+    if rows:
+        md.append("Event-loop stall, measured apart (2 x (3 s idle + 3 s of 4 concurrent saves), "
+                  "GC off while measuring):\n")
+        table(["what", "original", "FastBlocks"], rows)
     fa = read_csv(runs[0] / "fastapi.csv")
     if fa:
         by = {}
