@@ -1859,6 +1859,24 @@ static fb__cache_note note_of(const fb_rec_hdr *h)
     return (fb__cache_note){h->created, h->width, h->height, h->birth_len};
 }
 
+/* load_image, then what every miss does with the bytes: remember that their
+ * CRC was checked, and offer them to the cache (with the header's facts)
+ * under the ticket the caller took before resolving e. */
+static int load_and_cache(fb_store *s, const fb_index_entry *e, fb_block *b, uint64_t ticket,
+                          fb_buf **out, fb_rec_hdr *h)
+{
+    int rc = load_image(s, e, b, out, h);
+    if (rc != 0) {
+        return rc;
+    }
+    if (!(e->len_bits & FB__IX_VERIFIED)) {
+        mark_verified(s, e);
+    }
+    fb__cache_note note = note_of(h);
+    fb__cache_put_ticket(s->cache, e->key, *out, &note, ticket);
+    return 0;
+}
+
 /* meta of a cache hit: from the index entry and the note, no disk read. */
 static void fill_hit_meta(const fb_index_entry *e, const fb__cache_note *note, const fb_buf *hit,
                           fb_meta *meta)
@@ -1929,16 +1947,11 @@ int fb_get(fb_store *s, const fb_addr *addr, fb_buf **out, fb_meta *meta)
     }
     fb_rec_hdr h;
     fb_buf *buf = NULL;
-    rc = load_image(s, &e, b, &buf, &h);
+    rc = load_and_cache(s, &e, b, ticket, &buf, &h);
     fb__block_release(b);
     if (rc != 0) {
         return rc;
     }
-    if (!(e.len_bits & FB__IX_VERIFIED)) {
-        mark_verified(s, &e);
-    }
-    note = note_of(&h);
-    fb__cache_put_ticket(s->cache, e.key, buf, &note, ticket);
     if (meta != NULL) {
         fb__store_fill_meta(&e, &h, meta);
     }
@@ -1976,13 +1989,7 @@ int fb_get_direct(fb_store *s, const fb_addr *addr, fb_buf **cached, int *fd, ui
          * out faster than by sendfile): read them here as fb_get would, so
          * that the caller's one request costs one lookup, one index resolve
          * and one cache miss. */
-        rc = load_image(s, &e, b, &hit, &h);
-        if (rc == 0) {
-            if (!(e.len_bits & FB__IX_VERIFIED)) {
-                mark_verified(s, &e);
-            }
-            note = note_of(&h);
-            fb__cache_put_ticket(s->cache, e.key, hit, &note, ticket);
+        if ((rc = load_and_cache(s, &e, b, ticket, &hit, &h)) == 0) {
             *cached = hit;
             ret = 1;
         }
