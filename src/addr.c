@@ -46,11 +46,11 @@ int fb_addr_from_id(const char *id, fb_addr *out)
     return 0;
 }
 
+_Static_assert(FB_ID_LEN == 24, "ids are a 64-bit key and a 32-bit cookie in hex");
+
 /* Writes the n lowest digits of v in base (10 or 16, lower case), zero
  * padded. Every reply formats an id and a block name: snprintf was 2% of a
  * cache-hit server's CPU. */
-_Static_assert(FB_ID_LEN == 24, "ids are a 64-bit key and a 32-bit cookie in hex");
-
 static void put_digits(char *out, uint64_t v, int n, unsigned base)
 {
     for (int i = n - 1; i >= 0; i--) {

@@ -214,12 +214,19 @@ static void release_buf(void *cls)
     fb_buf_release(cls);
 }
 
+/* The strong ETag of an image: its id in quotes (built without snprintf:
+ * it is on every reply). */
+static void format_etag(const fb_meta *m, char out[FB_ID_LEN + 3])
+{
+    out[0] = '"';
+    memcpy(out + 1, m->id, FB_ID_LEN);
+    memcpy(out + 1 + FB_ID_LEN, "\"", 2);
+}
+
 static void add_image_headers(struct MHD_Response *resp, const fb_meta *m)
 {
     char etag[FB_ID_LEN + 3], date[FB_HTTP_DATE_LEN];
-    etag[0] = '"';
-    memcpy(etag + 1, m->id, FB_ID_LEN);
-    memcpy(etag + 1 + FB_ID_LEN, "\"", 2);
+    format_etag(m, etag);
     fb__http_date(m->created, date);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, CACHE_CONTROL);
@@ -237,7 +244,7 @@ static const char *effective_range(fb__http_req *req, const fb_meta *m)
     if (range == NULL || if_range == NULL) {
         return range;
     }
-    snprintf(etag, sizeof etag, "\"%s\"", m->id);
+    format_etag(m, etag);
     fb__http_date(m->created, date);
     return (strcmp(if_range, etag) == 0 || strcmp(if_range, date) == 0) ? range : NULL;
 }
