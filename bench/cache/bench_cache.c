@@ -614,9 +614,9 @@ static void hits_bench(size_t ops, FILE *csv)
      * pays alone for a cold start or a burst of load on the host.
      * refcount_only is no cache at all: each lookup is only the reference
      * taken and dropped on the object's buffer, which any cache that hands
-     * out shared reference-counted bytes must do. Two threads hitting the
-     * same popular buffers move their cache lines between the cores; its
-     * 2-thread scaling is the ceiling for every policy on this machine. */
+     * out shared reference-counted bytes must do. The buffers are the
+     * cache's, so their counts are spread over per-CPU cells as the cache's
+     * hits see them: this is the cost of the reference alone. */
     hit_result runs[NPOL][3][REPEAT], res[NPOL][3]; /* [policy][threads] */
     for (int p = 0; p < NPOL; p++) {
         run_hits(p, c, &l, trace, ids, TRACE, 2, ops / 4);

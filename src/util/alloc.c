@@ -36,6 +36,22 @@ void *fb__calloc(size_t count, size_t size)
     return p;
 }
 
+#define LINE 64
+
+void *fb__calloc_lines(size_t count, size_t size, void **raw)
+{
+    *raw = NULL;
+    if (size != 0 && count > (SIZE_MAX - LINE) / size) {
+        return NULL;
+    }
+    /* One line more than asked, to start on a line boundary inside it. */
+    *raw = fb__calloc(1, count * size + LINE);
+    if (*raw == NULL) {
+        return NULL;
+    }
+    return (void *)(((uintptr_t)*raw + LINE - 1) & ~(uintptr_t)(LINE - 1));
+}
+
 void *fb__realloc(void *p, size_t n)
 {
     return allocator.realloc_fn(p, n == 0 ? 1 : n);

@@ -13,6 +13,12 @@ void *fb__realloc(void *p, size_t n);
 void fb__free(void *p); /* NULL is fine */
 char *fb__strdup(const char *s);
 
+/* count zeroed elements of size bytes, starting on a cache-line (64-byte)
+ * boundary, for data that must share no line with other data; *raw gets
+ * the pointer to pass to fb__free. NULL (and *raw NULL) on overflow or out
+ * of memory. */
+void *fb__calloc_lines(size_t count, size_t size, void **raw);
+
 /*
  * Makes room for at least `need` elements of `size` bytes in the array whose
  * pointer is stored at `pp` (a T ** passed as void *) and whose capacity, in
