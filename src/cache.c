@@ -394,8 +394,17 @@ static entry *entry_alloc(shard *s)
     return e;
 }
 
+/* The cache takes its reference on a buffer it caches, and spreads the
+ * count: every core may hit it at once. */
+static fb_buf *hold(fb_buf *b)
+{
+    fb_buf_retain(b);
+    fb__buf_spread(b);
+    return b;
+}
+
 /* The cache lets go of a buffer it holds: its count is gathered first (it
- * was spread when cached), else the last release could not see zero. */
+ * was spread by hold), else the last release could not see zero. */
 static void let_go(fb_buf *b)
 {
     fb__buf_gather(b);
@@ -730,8 +739,7 @@ static bool cache_insert(fb_cache *c, uint64_t key, fb_buf *b, const fb__cache_n
         e->len = len;
         e->note = note != NULL ? *note : no_note;
         grave_add(&grave, e->buf);
-        e->buf = fb_buf_retain(b);
-        fb__buf_spread(b);
+        e->buf = hold(b);
         cached = true;
         while (over_budget(s, 0, 0) && evict_one(s, &grave)) {
         }
@@ -745,8 +753,7 @@ static bool cache_insert(fb_cache *c, uint64_t key, fb_buf *b, const fb__cache_n
         goto unlock; /* out of memory: simply not cached */
     }
     e->key = key;
-    e->buf = fb_buf_retain(b);
-    fb__buf_spread(b);
+    e->buf = hold(b);
     e->len = len;
     e->note = note != NULL ? *note : no_note;
     freq_set(e, 0);

@@ -34,7 +34,7 @@ struct fb_buf {
     /* NULL until spread, then the slot-0 cell of its fb__percpu counter
      * (slot s's is FB__PERCPU_CHUNK cells further); never reset. */
     _Atomic(atomic_llong *) cells;
-    uint32_t counter; /* that counter, set before cells */
+    uint32_t counter; /* that counter, set by the spread that set cells */
     size_t len;
     uint8_t *data; /* inside the same allocation, BUF_ALIGN-aligned */
 };
@@ -93,9 +93,13 @@ void fb__buf_spread(fb_buf *b)
         return;
     }
     atomic_llong *none = NULL;
-    b->counter = idx;
-    if (!atomic_compare_exchange_strong_explicit(&b->cells, &none, fb__percpu_cell(idx, 0),
-                                                 memory_order_release, memory_order_relaxed)) {
+    if (atomic_compare_exchange_strong_explicit(&b->cells, &none, fb__percpu_cell(idx, 0),
+                                                memory_order_release, memory_order_relaxed)) {
+        /* Only the winner of two concurrent spreads (one buffer cached under
+         * two keys) writes it; the final release, which reads it, comes
+         * after the winner's own release. */
+        b->counter = idx;
+    } else {
         fb__percpu_free(idx);
     }
 }

@@ -33,15 +33,14 @@ int fb__percpu_new(uint32_t *idx)
         rc = 0;
     } else if (fresh < FB__PERCPU_MAX) {
         uint32_t k = fresh / FB__PERCPU_CHUNK;
-        if (atomic_load_explicit(&chunks[k], memory_order_relaxed) == NULL) {
+        atomic_llong *c = atomic_load_explicit(&chunks[k], memory_order_relaxed);
+        if (c == NULL) {
             void *raw; /* kept for the life of the process */
-            atomic_llong *c = fb__calloc_lines((size_t)fb__cpu_slots() * FB__PERCPU_CHUNK,
-                                               sizeof(atomic_llong), &raw);
-            if (c != NULL) {
-                atomic_store_explicit(&chunks[k], c, memory_order_release);
-            }
+            c = fb__calloc_lines((size_t)fb__cpu_slots() * FB__PERCPU_CHUNK, sizeof(atomic_llong),
+                                 &raw);
+            atomic_store_explicit(&chunks[k], c, memory_order_release);
         }
-        if (atomic_load_explicit(&chunks[k], memory_order_relaxed) != NULL) {
+        if (c != NULL) {
             *idx = fresh++;
             rc = 0;
         }
