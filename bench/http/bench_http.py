@@ -13,8 +13,8 @@ an upload burst. Reads use wrk with the baseline's rotate.lua over every
 stored image; uploads use the baseline's http_client.py (same client for
 both servers).
 
-    bench/http/bench_http.py [--build DIR] [--web DIR] [--duration 10s]
-                             [--conns 16,64] [--quick]
+    bench/http/bench_http.py [--build DIR] [--web DIR] [--duration 5s]
+                             [--rounds 3] [--conns 16,64] [--quick]
 
 Results: bench/results/http/reads.csv, uploads.csv, burst.csv and
 summary.json (ratios), plus a table on stdout. wrk, clients and servers
@@ -29,6 +29,7 @@ import pathlib
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -203,17 +204,41 @@ http {{
         return p
 
     # -------------------------------------------------------------- scenarios
-    def read_row(self, scenario, server, proc, paths, conns):
+    def measure(self, proc, paths, conns):
         c0 = cpu_seconds(proc.pids())
         r = run_wrk(proc.url, paths, conns, self.args.duration)
-        cpu = cpu_seconds(proc.pids()) - c0
-        row = {"scenario": scenario, "server": server, "conns": conns, **r,
-               "server_cpu_s": round(cpu, 2)}
+        return {**r, "server_cpu_s": round(cpu_seconds(proc.pids()) - c0, 2)}
+
+    def add_row(self, scenario, server, conns, runs):
+        """One row per scenario: the median of its runs (all errors summed)."""
+        row = {"scenario": scenario, "server": server, "conns": conns, "rounds": len(runs)}
+        for k in ("req_per_s", "p50_ms", "p99_ms", "MB_per_s", "server_cpu_s"):
+            row[k] = statistics.median(r[k] for r in runs)
+        row["non2xx"] = sum(r["non2xx"] for r in runs)
+        row["socket_errors"] = "; ".join(r["socket_errors"] for r in runs if r["socket_errors"])
         self.reads.append(row)
-        log(f"  {scenario:14s} {server:22s} c={conns:<3} {r['req_per_s']:10.1f} req/s  "
-            f"p50 {r['p50_ms']:8.3f} ms  p99 {r['p99_ms']:8.3f} ms  non2xx={r['non2xx']} "
-            f"{r['socket_errors']}")
+        log(f"  {scenario:14s} {server:22s} c={conns:<3} {row['req_per_s']:10.1f} req/s  "
+            f"p50 {row['p50_ms']:8.3f} ms  p99 {row['p99_ms']:8.3f} ms  "
+            f"non2xx={row['non2xx']} {row['socket_errors']}"
+            + (f"  (median of {len(runs)}: "
+               + ", ".join(f"{r['req_per_s']:.0f}" for r in runs) + ")" if len(runs) > 1 else ""))
         return row
+
+    def read_row(self, scenario, server, proc, paths, conns):
+        return self.add_row(scenario, server, conns, [self.measure(proc, paths, conns)])
+
+    def read_rounds(self, targets, conns):
+        """Runs wrk against every target in turn, --rounds times, starting
+        each round one target later, so that a slow minute of the shared
+        machine falls on all of them alike; the ratios between them are
+        the figures to trust. targets: (scenario, server, proc, paths)."""
+        runs = {t[:2]: [] for t in targets}
+        for r in range(self.args.rounds):
+            k = r % len(targets)
+            for scenario, server, proc, paths in targets[k:] + targets[:k]:
+                runs[(scenario, server)].append(self.measure(proc, paths, conns))
+        for scenario, server, _, _ in targets:
+            self.add_row(scenario, server, conns, runs[(scenario, server)])
 
     def run_uploads(self):
         log("uploads (POST /upload/, every photo of the web set, http_client.py)")
@@ -233,43 +258,36 @@ http {{
 
     def run_reads(self):
         conns = [int(c) for c in self.args.conns.split(",")]
-        paths = self.tmp / "paths.txt"
-        log("reads (wrk, rotate.lua over every stored image)")
-        # Plain store: hot (cache) and cold (no cache: sendfile).
+        log(f"reads (wrk, rotate.lua over every stored image; {self.args.rounds} interleaved "
+            "rounds, median)")
+        # One store per server: a data directory has one writer process.
+        # The cold servers read copies of the hot ones' stores.
         hot = self.fastblocks("hot")
+        paths = self.tmp / "paths.txt"
         upload_all(hot.url, self.args.web, 4, paths)
+        enc_hot = self.fastblocks("enc", "--key-file", str(self.keyfile))
+        enc_paths = self.tmp / "paths-enc.txt"
+        upload_all(enc_hot.url, self.args.web, 4, enc_paths)
         www = self.tmp / "www"
         subprocess.run([PY, str(BASELINE / "http_client.py"), "fetch", hot.url, str(paths),
                         str(www)], check=True, capture_output=True)
         webp_paths = self.tmp / "paths-nginx.txt"
         webp_paths.write_text("".join(f"/{f.name}\n" for f in sorted(www.iterdir())))
-        data_hot = self.tmp / "data-hot"
-        for c in conns:
-            self.read_row("hot", "fastblocks", hot, paths, c)
-        assert hot.stop() == 0
-        cold = Proc([str(self.binary), "serve", "--data", str(data_hot), "--listen",
-                     "127.0.0.1:0", "--quiet", "--cache-bytes", "0"],
-                    log_path=self.tmp / "cold.log", read_listen=True)
-        for c in conns:
-            self.read_row("cold-plain", "fastblocks", cold, paths, c)
-        assert cold.stop() == 0
+        for name in ("hot", "enc"):
+            shutil.copytree(self.tmp / f"data-{name}", self.tmp / f"data-{name}-cold",
+                            ignore=shutil.ignore_patterns("fastblocks.lock"))
+        cold = self.fastblocks("hot-cold", "--cache-bytes", "0")
+        enc = self.fastblocks("enc-cold", "--key-file", str(self.keyfile), "--cache-bytes", "0")
         ng = self.nginx(www)
+        targets = [("hot", "fastblocks", hot, paths), ("cold-plain", "fastblocks", cold, paths),
+                   ("static", "nginx", ng, webp_paths),
+                   ("cold-encrypted", "fastblocks", enc, enc_paths),
+                   ("hot-encrypted", "fastblocks", enc_hot, enc_paths)]
         for c in conns:
-            self.read_row("static", "nginx", ng, webp_paths, c)
+            self.read_rounds(targets, c)
         ng.stop(signal.SIGQUIT)
-        # Encrypted store: decrypt on every request (cache off), and hot.
-        enc = self.fastblocks("enc", "--key-file", str(self.keyfile), "--cache-bytes", "0")
-        enc_paths = self.tmp / "paths-enc.txt"
-        upload_all(enc.url, self.args.web, 4, enc_paths)
-        for c in conns:
-            self.read_row("cold-encrypted", "fastblocks", enc, enc_paths, c)
-        assert enc.stop() == 0
-        enc_hot = Proc([str(self.binary), "serve", "--data", str(self.tmp / "data-enc"),
-                        "--listen", "127.0.0.1:0", "--quiet", "--key-file", str(self.keyfile)],
-                       log_path=self.tmp / "enc-hot.log", read_listen=True)
-        for c in conns:
-            self.read_row("hot-encrypted", "fastblocks", enc_hot, enc_paths, c)
-        assert enc_hot.stop() == 0
+        for p in (hot, cold, enc, enc_hot):
+            assert p.stop() == 0
         # The baseline: the README configuration (Fernet + zlib, streaming
         # response), and the what-if with a plain Response.
         if not self.args.quick:
@@ -281,21 +299,26 @@ http {{
                 seed.stop()
 
     def run_burst(self):
-        log("read latency during an upload burst (hot reads, wrk -c16)")
+        log(f"read latency during an upload burst (hot reads, wrk -c16; {self.args.rounds} "
+            "rounds of idle, then busy)")
         fb = self.fastblocks("burst")
         paths = self.tmp / "paths-burst.txt"
         upload_all(fb.url, self.args.web, 4, paths)
-        idle = self.read_row("burst-idle", "fastblocks", fb, paths, 16)
-        # Keep 4 uploaders busy for the whole wrk run.
-        upl = subprocess.Popen(["/bin/sh", "-c",
-                                f"while :; do {PY} {BASELINE / 'http_client.py'} upload "
-                                f"{fb.url} {self.args.web} 4 >/dev/null || exit; done"],
-                               start_new_session=True)
-        time.sleep(1.0)
-        busy = self.read_row("burst-uploads", "fastblocks", fb, paths, 16)
-        os.killpg(upl.pid, signal.SIGTERM)
-        upl.wait()
+        idle, busy = [], []
+        for _ in range(self.args.rounds):
+            idle.append(self.measure(fb, paths, 16))
+            # Keep 4 uploaders busy for the whole wrk run.
+            upl = subprocess.Popen(["/bin/sh", "-c",
+                                    f"while :; do {PY} {BASELINE / 'http_client.py'} upload "
+                                    f"{fb.url} {self.args.web} 4 >/dev/null || exit; done"],
+                                   start_new_session=True)
+            time.sleep(1.0)
+            busy.append(self.measure(fb, paths, 16))
+            os.killpg(upl.pid, signal.SIGTERM)
+            upl.wait()
         assert fb.stop() == 0
+        idle = self.add_row("burst-idle", "fastblocks", 16, idle)
+        busy = self.add_row("burst-uploads", "fastblocks", 16, busy)
         self.burst.append({"idle_p99_ms": idle["p99_ms"], "busy_p99_ms": busy["p99_ms"],
                            "idle_req_per_s": idle["req_per_s"],
                            "busy_req_per_s": busy["req_per_s"],
@@ -353,7 +376,9 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=str(ROOT / "build"))
     ap.add_argument("--web", default=os.environ.get("FB_BENCH_WEB", ""))
-    ap.add_argument("--duration", default="10s")
+    ap.add_argument("--duration", default="5s", help="of each wrk run")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds of the read scenarios (median reported)")
     ap.add_argument("--conns", default="16,64")
     ap.add_argument("--quick", action="store_true", help="skip the slow seed read runs")
     ap.add_argument("--only", default="uploads,reads,burst")
