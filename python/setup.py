@@ -3,7 +3,7 @@
     /usr/bin/python3 -m pip install --no-build-isolation ./python
 
 The extension compiles libfastblocks' own sources (../src) into itself, so nothing has to be
-installed first; the system libraries come from pkg-config (apt install libvips-dev libwebp-dev
+installed first; the system libraries come from pkg-config (apt install libvips-dev libjpeg-dev libwebp-dev
 libzstd-dev libssl-dev pkg-config). Outside the source tree, an installed libfastblocks
 (pkg-config fastblocks) is used instead.
 
@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The FastBlocks checkout whose src/ is compiled in: the parent of this directory, or
 # FASTBLOCKS_SRC when the package directory was copied elsewhere to be built.
 TOP = os.environ.get("FASTBLOCKS_SRC") or os.path.dirname(HERE)
-DEPS = ["vips", "libwebp", "libwebpmux", "libwebpdemux", "libzstd", "libcrypto"]
+DEPS = ["vips", "libjpeg", "libwebp", "libwebpmux", "libwebpdemux", "libzstd", "libcrypto"]
 
 
 def pkg_config(*args):
@@ -31,7 +31,7 @@ def pkg_config(*args):
     except (OSError, subprocess.CalledProcessError) as e:
         detail = getattr(e, "stderr", "") or str(e)
         raise SystemExit(f"fastblocks: pkg-config {' '.join(args)} failed: {detail.strip()}\n"
-                         "Install: apt install pkg-config libvips-dev libwebp-dev libzstd-dev "
+                         "Install: apt install pkg-config libvips-dev libjpeg-dev libwebp-dev libzstd-dev "
                          "libssl-dev") from None
     return shlex.split(out.stdout)
 

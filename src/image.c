@@ -31,6 +31,7 @@
 #include <webp/encode.h>
 #include <webp/mux.h>
 
+#include "jpeg_seq.h"
 #include "util/alloc.h"
 #include "util/error.h"
 
@@ -1199,6 +1200,8 @@ static int convert(const uint8_t *data, size_t len, const fb_image_opts *o, fb_i
     VipsImage *head = NULL, *im = NULL;
     meta_chunks meta = {0};
     fb_image_result enc = {0};
+    uint8_t *seq = NULL; /* a large progressive JPEG, rewritten as sequential */
+    size_t seq_len = 0;
     int rc;
     out->input = fmt;
     if (len > o->max_input_bytes) {
@@ -1279,13 +1282,25 @@ static int convert(const uint8_t *data, size_t len, const fb_image_opts *o, fb_i
     }
 
     /* 3. Pixels: reload with the right access pattern (rotation needs random
-     * access) and, for JPEG, shrink-on-load in the DCT domain. */
+     * access) and, for JPEG, shrink-on-load in the DCT domain. A large
+     * progressive JPEG is decoded from a sequential copy, so that its
+     * coefficients and the WebP picture are never in memory together. */
+    if (fmt == FB_FMT_JPEG) {
+        rc = fb__jpeg_sequential(data, len, FB__JPEG_SEQ_MIN_BYTES, &seq, &seq_len);
+        if (rc != 0) {
+            goto out;
+        }
+        if (seq != NULL) {
+            req.data = seq;
+            req.len = seq_len;
+        }
+    }
     req.all_frames = animated;
     req.random_access = orientation > 2 || animated;
     if (fmt == FB_FMT_JPEG && (tw != w || th != h)) {
         req.jpeg_shrink = jpeg_shrink_for(w, h, tw, th); /* in stored orientation */
     }
-    if (!req.all_frames && !req.random_access && req.jpeg_shrink == 1) {
+    if (seq == NULL && !req.all_frames && !req.random_access && req.jpeg_shrink == 1) {
         /* The common case (upright, not animated, no downscale): the header
          * load already is the pixel load. A second one would cost another
          * decoder (7 MB for a 9 MP progressive JPEG) and parse again. */
@@ -1295,6 +1310,12 @@ static int convert(const uint8_t *data, size_t len, const fb_image_opts *o, fb_i
         rc = load_image(&req, &im);
         if (rc != 0) {
             goto out;
+        }
+        if (seq != NULL) {
+            /* libvips reads the copy in place: it goes when the image does,
+             * which encode_still drops before libwebp's buffers grow. */
+            g_object_set_data_full(G_OBJECT(im), "fastblocks-sequential-jpeg", seq, fb__free);
+            seq = NULL;
         }
     }
     int rotated = 0;
@@ -1367,6 +1388,7 @@ out:
     if (head != NULL) {
         g_object_unref(head);
     }
+    fb__free(seq); /* not handed to an image: load_image failed */
     return rc;
 }
 
