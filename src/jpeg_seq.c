@@ -176,7 +176,7 @@ static int rewrite(job *j, const uint8_t *data, size_t len, uint64_t min_bytes)
         j->dst.X_density = j->src.X_density;
         j->dst.Y_density = j->src.Y_density;
     }
-    j->dst.optimize_coding = TRUE; /* about the size of the progressive file */
+    j->dst.optimize_coding = FALSE; /* one pass: the copy only lives until decoded */
     j->dest.j = j;
     j->dest.pub.init_destination = dest_init;
     j->dest.pub.empty_output_buffer = dest_flush;
