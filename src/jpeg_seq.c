@@ -154,7 +154,8 @@ static int rewrite(job *j, const uint8_t *data, size_t len, uint64_t min_bytes)
         jpeg_save_markers(&j->src, JPEG_APP0 + m, 0xffff);
     }
     jpeg_read_header(&j->src, TRUE);
-    if (!j->src.progressive_mode || coefficient_bytes(&j->src) < min_bytes) {
+    uint64_t need = coefficient_bytes(&j->src);
+    if (!j->src.progressive_mode || need < min_bytes || need > FB__JPEG_SEQ_MAX_BYTES) {
         return 0;
     }
     const char *dir = getenv("TMPDIR");

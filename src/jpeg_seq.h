@@ -24,13 +24,19 @@
  * image) the two copies fit the budget anyway; the rewrite is skipped. */
 #define FB__JPEG_SEQ_MIN_BYTES ((uint64_t)16 << 20)
 
+/* Above this much the rewrite is skipped: callers check the pixel limit
+ * first (100 MP by default: 600 MB at 4:4:4), and this keeps a caller that
+ * does not from asking libjpeg for gigabytes. */
+#define FB__JPEG_SEQ_MAX_BYTES ((uint64_t)1 << 30)
+
 /* The most scans a rewritten JPEG may have. Each scan is a pass over the
  * whole coefficient buffer; encoders write about 10, the most elaborate a
  * few hundred; more is a file built to burn CPU. */
 #define FB__JPEG_MAX_SCANS 500
 
 /*
- * If data is a progressive JPEG whose coefficients take at least min_bytes,
+ * If data is a progressive JPEG whose coefficients take at least min_bytes
+ * (and at most FB__JPEG_SEQ_MAX_BYTES),
  * *out gets an fb__malloc'ed sequential copy of it and *out_len its length.
  * Every APPn and COM marker is copied (EXIF, ICC profile, XMP), except the
  * JFIF and Adobe markers that libjpeg writes itself. Otherwise *out is NULL:

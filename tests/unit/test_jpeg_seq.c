@@ -151,6 +151,27 @@ TEST(corrupt_input_is_left_to_the_decoder)
     g_free(prog);
 }
 
+TEST(huge_declared_size_is_left_alone)
+{
+    /* A progressive header declaring 65000 x 65000 (25 GB of coefficients)
+     * over a few KB of data: above FB__JPEG_SEQ_MAX_BYTES, so the rewrite
+     * is skipped (and the decoder, behind the caller's pixel limit, would
+     * refuse it). */
+    size_t len, seq_len;
+    uint8_t *seq = NULL;
+    uint8_t *prog = progressive_copy("photo.jpg", &len);
+    size_t i = 2;
+    while (i + 9 < len && prog[i] == 0xff && prog[i + 1] != 0xc2) {
+        i += 2 + ((size_t)prog[i + 2] << 8 | prog[i + 3]);
+    }
+    CHECK(i + 9 < len && prog[i + 1] == 0xc2);
+    prog[i + 5] = prog[i + 7] = 65000 >> 8;
+    prog[i + 6] = prog[i + 8] = 65000 & 0xff;
+    CHECK_EQ(fb__jpeg_sequential(prog, len, 0, &seq, &seq_len), 0);
+    CHECK(seq == NULL);
+    g_free(prog);
+}
+
 TEST(unwritable_temp_dir_skips_the_rewrite)
 {
     size_t len, seq_len;
@@ -301,6 +322,7 @@ int main(void)
     RUN(rewrite_is_lossless_and_keeps_markers);
     RUN(left_alone_when_not_needed);
     RUN(corrupt_input_is_left_to_the_decoder);
+    RUN(huge_declared_size_is_left_alone);
     RUN(unwritable_temp_dir_skips_the_rewrite);
     RUN(scan_bomb_is_refused);
     RUN(large_progressive_converts_through_the_copy);
