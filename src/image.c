@@ -1283,9 +1283,17 @@ static int convert(const uint8_t *data, size_t len, const fb_image_opts *o, fb_i
 
     /* 3. Pixels: reload with the right access pattern (rotation needs random
      * access) and, for JPEG, shrink-on-load in the DCT domain. A large
-     * progressive JPEG is decoded from a sequential copy, so that its
-     * coefficients and the WebP picture are never in memory together. */
-    if (fmt == FB_FMT_JPEG) {
+     * progressive JPEG decoded at full size is decoded from a sequential
+     * copy, so that its coefficients and the WebP picture are never in
+     * memory together. (Shrunk on load, the picture is a quarter or less
+     * of the coefficients' size: the copy would save little and cost a
+     * larger share of the time.) */
+    req.all_frames = animated;
+    req.random_access = orientation > 2 || animated;
+    if (fmt == FB_FMT_JPEG && (tw != w || th != h)) {
+        req.jpeg_shrink = jpeg_shrink_for(w, h, tw, th); /* in stored orientation */
+    }
+    if (fmt == FB_FMT_JPEG && req.jpeg_shrink == 1) {
         rc = fb__jpeg_sequential(data, len, FB__JPEG_SEQ_MIN_BYTES, &seq, &seq_len);
         if (rc != 0) {
             goto out;
@@ -1294,11 +1302,6 @@ static int convert(const uint8_t *data, size_t len, const fb_image_opts *o, fb_i
             req.data = seq;
             req.len = seq_len;
         }
-    }
-    req.all_frames = animated;
-    req.random_access = orientation > 2 || animated;
-    if (fmt == FB_FMT_JPEG && (tw != w || th != h)) {
-        req.jpeg_shrink = jpeg_shrink_for(w, h, tw, th); /* in stored orientation */
     }
     if (seq == NULL && !req.all_frames && !req.random_access && req.jpeg_shrink == 1) {
         /* The common case (upright, not animated, no downscale): the header

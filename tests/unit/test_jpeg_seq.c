@@ -314,6 +314,24 @@ TEST(large_progressive_converts_through_the_copy)
     fb__image_result_free(&r);
 }
 
+TEST(large_progressive_shrunk_on_load)
+{
+    /* A small max_dimension decodes with DCT scaling, from the file itself. */
+    fb_image_opts o;
+    fb_image_opts_init(&o);
+    o.effort = 0;
+    o.max_dimension = 400;
+    size_t len;
+    uint8_t *prog = big_progressive(&len);
+    fb_image_result r;
+    int rc = fb__image_to_webp(prog, len, &o, &r);
+    g_free(prog);
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(r.width, 356); /* 1600 x 1800 upright, longer side 400 */
+    CHECK_EQ(r.height, 400);
+    fb__image_result_free(&r);
+}
+
 int main(void)
 {
     if (VIPS_INIT("test_jpeg_seq") != 0) {
@@ -326,5 +344,6 @@ int main(void)
     RUN(unwritable_temp_dir_skips_the_rewrite);
     RUN(scan_bomb_is_refused);
     RUN(large_progressive_converts_through_the_copy);
+    RUN(large_progressive_shrunk_on_load);
     return TEST_REPORT();
 }
