@@ -49,25 +49,29 @@ static uint8_t *progressive_copy(const char *name, size_t *len)
     return out; /* g_free */
 }
 
-/* 1 for a progressive frame (SOF2), 0 for a sequential one (SOF0/SOF1),
- * -1 if no frame header comes before the first scan. Walks the marker
- * segments, so that an EXIF thumbnail's own markers are not seen. */
-static int is_progressive(const uint8_t *p, size_t n)
+/* The offset of the frame header (SOF0, SOF1 or SOF2 marker), or 0 if none
+ * comes before the first scan. Walks the marker segments, so that an EXIF
+ * thumbnail's own markers are not seen. */
+static size_t frame_header(const uint8_t *p, size_t n)
 {
     for (size_t i = 2; i + 4 <= n && p[i] == 0xff;) {
         uint8_t m = p[i + 1];
-        if (m == 0xc2) {
-            return 1;
-        }
-        if (m == 0xc0 || m == 0xc1) {
-            return 0;
+        if (m == 0xc0 || m == 0xc1 || m == 0xc2) {
+            return i;
         }
         if (m == 0xda) {
             break;
         }
         i += 2 + ((size_t)p[i + 2] << 8 | p[i + 3]);
     }
-    return -1;
+    return 0;
+}
+
+/* 1 for a progressive frame, 0 for a sequential one, -1 for none. */
+static int is_progressive(const uint8_t *p, size_t n)
+{
+    size_t i = frame_header(p, n);
+    return i == 0 ? -1 : p[i + 1] == 0xc2;
 }
 
 /* Both inputs convert, to the same bytes. */
@@ -160,11 +164,8 @@ TEST(huge_declared_size_is_left_alone)
     size_t len, seq_len;
     uint8_t *seq = NULL;
     uint8_t *prog = progressive_copy("photo.jpg", &len);
-    size_t i = 2;
-    while (i + 9 < len && prog[i] == 0xff && prog[i + 1] != 0xc2) {
-        i += 2 + ((size_t)prog[i + 2] << 8 | prog[i + 3]);
-    }
-    CHECK(i + 9 < len && prog[i + 1] == 0xc2);
+    size_t i = frame_header(prog, len); /* height at +5, width at +7 */
+    CHECK(i != 0 && i + 9 < len && prog[i + 1] == 0xc2);
     prog[i + 5] = prog[i + 7] = 65000 >> 8;
     prog[i + 6] = prog[i + 8] = 65000 & 0xff;
     CHECK_EQ(fb__jpeg_sequential(prog, len, 0, &seq, &seq_len), 0);
