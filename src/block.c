@@ -22,6 +22,7 @@
 #include "record.h"
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/fdio.h"
 
 /* The local-file backend: DIR/blocks, one file per block. */
 typedef struct local_backend {
@@ -436,19 +437,10 @@ static int local_read_index(fb_backend *base, uint32_t number, size_t max_len, u
         goto out;
     }
     size_t done = 0;
-    while (done < n) {
-        ssize_t r = pread(fd, buf + done, n - done, (off_t)done);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r < 0) {
-            rc = io_error(errno, "cannot read", name, done);
-            goto out;
-        }
-        if (r == 0) {
-            break;
-        }
-        done += (size_t)r;
+    int e = fb__pread_full(fd, buf, n, 0, &done);
+    if (e != 0) {
+        rc = io_error(e, "cannot read", name, done);
+        goto out;
     }
     *data = buf;
     *len = done;

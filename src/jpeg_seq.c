@@ -8,7 +8,6 @@
  */
 #include "jpeg_seq.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
@@ -20,6 +19,7 @@
 
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/fdio.h"
 
 typedef struct job job;
 
@@ -66,21 +66,13 @@ static void on_progress(j_common_ptr c)
     }
 }
 
-static int write_all(job *j, size_t n)
+/* Appends the first n bytes of j->buf to the copy. */
+static int write_out(job *j, size_t n)
 {
-    const JOCTET *p = j->buf;
-    while (n > 0) {
-        ssize_t w = write(j->fd, p, n);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-        j->written += (uint64_t)w;
+    if (fb__pwrite_full(j->fd, j->buf, n, j->written) != 0) {
+        return -1;
     }
+    j->written += n;
     return 0;
 }
 
@@ -94,7 +86,7 @@ static void dest_init(j_compress_ptr c)
 static boolean dest_flush(j_compress_ptr c)
 {
     job *j = ((fd_dest *)(void *)c->dest)->j;
-    if (write_all(j, sizeof j->buf) != 0) {
+    if (write_out(j, sizeof j->buf) != 0) {
         longjmp(j->jump, 1);
     }
     dest_init(c);
@@ -104,7 +96,7 @@ static boolean dest_flush(j_compress_ptr c)
 static void dest_term(j_compress_ptr c)
 {
     job *j = ((fd_dest *)(void *)c->dest)->j;
-    if (write_all(j, sizeof j->buf - c->dest->free_in_buffer) != 0) {
+    if (write_out(j, sizeof j->buf - c->dest->free_in_buffer) != 0) {
         longjmp(j->jump, 1);
     }
 }
@@ -193,16 +185,10 @@ static int rewrite(job *j, const uint8_t *data, size_t len, uint64_t min_bytes)
 static uint8_t *read_back(int fd, uint64_t n)
 {
     uint8_t *b = n < SIZE_MAX ? fb__malloc((size_t)n) : NULL;
-    for (uint64_t got = 0; b != NULL && got < n;) {
-        ssize_t r = pread(fd, b + got, (size_t)(n - got), (off_t)got);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            fb__free(b);
-            return NULL;
-        }
-        got += (uint64_t)r;
+    size_t got = 0;
+    if (b != NULL && (fb__pread_full(fd, b, (size_t)n, 0, &got) != 0 || got != n)) {
+        fb__free(b);
+        return NULL;
     }
     return b;
 }

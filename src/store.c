@@ -33,6 +33,7 @@
 #include "util/buf.h"
 #include "util/crc32c.h"
 #include "util/endian.h"
+#include "util/fdio.h"
 
 /* Disk space is allocated ahead of the tail in chunks of this size. */
 #define PREALLOC_CHUNK (4u << 20)
@@ -773,28 +774,6 @@ static int fsync_dir(const char *path)
     return 0;
 }
 
-/* Writes all n bytes at offset 0 of fd: a short write is not an error
- * (POSIX allows one; the rest follows). Returns 0 or the errno. */
-static int write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *q = p;
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = pwrite(fd, q + done, n - done, (off_t)done);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w < 0) {
-            return errno;
-        }
-        if (w == 0) {
-            return EIO; /* no progress and no reason: do not spin */
-        }
-        done += (size_t)w;
-    }
-    return 0;
-}
-
 /* One writer per store: an open-file-description lock (so a second open in
  * the same process conflicts too), with the holder's pid in the file for
  * the error message. */
@@ -831,7 +810,7 @@ static int take_lock(fb_store *s)
         e = errno;
     } else {
         verb = "write";
-        e = write_all(fd, text, (size_t)len);
+        e = fb__pwrite_full(fd, text, (size_t)len, 0);
     }
     if (e != 0) {
         close(fd);
@@ -873,7 +852,7 @@ int fb__store_write_file(const fb_store *s, const char *name, const uint8_t *dat
         return fb__error(fb__errno_code(errno), "cannot create %s: %s", tmp, strerror(errno));
     }
     const char *verb = "write";
-    int e = write_all(fd, data, len);
+    int e = fb__pwrite_full(fd, data, len, 0);
     if (e == 0 && fsync(fd) != 0) {
         verb = "fsync";
         e = errno;
