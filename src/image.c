@@ -1014,6 +1014,131 @@ static int fill_picture(VipsImage *im, int use_argb, WebPPicture *pic)
 }
 
 /*
+ * libwebp's lossy encoder at method 3 and above keeps every coefficient
+ * token of the picture until the last macroblock is coded, then writes the
+ * bitstream from them. Measured on the corpus's 32 full-size photos, that
+ * buffer together with the bit writer and our output buffer comes to
+ * 19-21.5 bytes per output byte, so for a very detailed photo it alone
+ * breaks the budget of 4 bytes per pixel + 32 MiB a conversion may use
+ * (SafeLanding, 14.7 MP and 4.2 MB of WebP, has 84 MB of tokens).
+ * WebPConfig.low_memory drops the buffer for a statistics pass over the
+ * picture first; the output is within 0.3% of the same size but the encode
+ * takes 1.5x as long, so it is chosen only when an estimate of the output
+ * size says the budget would break.
+ *
+ * The estimate is a method-0 encode of every 32nd macroblock row, scaled
+ * by the rows left out: 0.7% of the encode time. On those photos it is
+ * above the method-4 size by 1.07-1.16x for detailed images (and more for
+ * smooth ones, which are far from the budget anyway), hence the
+ * correction. With 20 bytes per output byte the predicted peak of the two
+ * photos nearest the budget is within 4% of the measured one (Elephants
+ * 97.0 MiB predicted, 95.8 measured, budget 100.2; SafeLanding 103.3
+ * against 107.7, budget 88.2); a picture within that error of the budget
+ * may end on either side of it.
+ */
+#define MEM_BUDGET_PER_PIXEL 4.0
+#define MEM_BUDGET_BASE (32.0 * 1024 * 1024)
+#define TOKEN_BYTES_PER_OUTPUT_BYTE 20.0
+#define SAMPLE_EVERY_MB_ROWS 32
+#define SAMPLE_MIN_BANDS 8
+#define SAMPLE_OVERESTIMATE 1.12
+
+static int count_bytes(const uint8_t *data, size_t size, const WebPPicture *pic)
+{
+    (void)data;
+    *(size_t *)pic->custom_ptr += size;
+    return 1;
+}
+
+/* An upper bound of the output size per pixel at a quality: random RGB
+ * noise, the costliest content, coded at method 4 (methods 3-6 give the
+ * same within 0.3%), in bits per pixel at quality 0, 10, ..., 100, plus
+ * 10%. Below it no picture can break the budget, so none is sampled. */
+static double worst_output_per_pixel(float quality)
+{
+    static const double noise_bpp[] = {0.54, 2.45, 3.04, 3.61, 3.91, 4.23,
+                                       4.50, 4.80, 5.48, 6.69, 8.89};
+    double q = quality < 0 ? 0 : quality > 100 ? 100 : quality;
+    int i = q >= 100 ? 9 : (int)(q / 10);
+    double t = (q - i * 10) / 10;
+    double bpp = noise_bpp[i] + t * (noise_bpp[i + 1] - noise_bpp[i]);
+    return 1.1 * bpp / 8;
+}
+
+static double picture_bytes(const WebPPicture *pic)
+{
+    double px = (double)pic->width * pic->height;
+    double uv = 2.0 * ((pic->width + 1) / 2) * ((pic->height + 1) / 2);
+    return px + uv + (pic->a != NULL ? px : 0);
+}
+
+/* Copies every step-th 16-row band of pic's Y, U and V planes (no alpha:
+ * it is coded apart, without tokens) into sample. Returns the band count. */
+static int sample_bands(const WebPPicture *pic, int step, WebPPicture *sample)
+{
+    int bands = 0, uvw = (pic->width + 1) / 2;
+    for (int y = (step / 2) * 16; y + 16 <= pic->height; y += step * 16) {
+        bands++;
+    }
+    if (bands == 0 || !WebPPictureInit(sample)) {
+        return 0;
+    }
+    sample->width = pic->width;
+    sample->height = bands * 16;
+    if (!WebPPictureAlloc(sample)) {
+        return 0;
+    }
+    int b = 0;
+    for (int y = (step / 2) * 16; y + 16 <= pic->height; y += step * 16, b++) {
+        for (int r = 0; r < 16; r++) {
+            memcpy(sample->y + (size_t)(b * 16 + r) * sample->y_stride,
+                   pic->y + (size_t)(y + r) * pic->y_stride, (size_t)pic->width);
+        }
+        for (int r = 0; r < 8; r++) {
+            size_t d = (size_t)(b * 8 + r) * sample->uv_stride;
+            size_t s = (size_t)(y / 2 + r) * pic->uv_stride;
+            memcpy(sample->u + d, pic->u + s, (size_t)uvw);
+            memcpy(sample->v + d, pic->v + s, (size_t)uvw);
+        }
+    }
+    return bands;
+}
+
+/* Whether encoding pic with cfg needs WebPConfig.low_memory to stay within
+ * the memory budget (see above). */
+static int needs_low_memory(const WebPConfig *cfg, const WebPPicture *pic)
+{
+    if (cfg->lossless || cfg->method < 3 || pic->use_argb) {
+        return 0; /* no token buffer */
+    }
+    double px = (double)pic->width * pic->height;
+    double budget = MEM_BUDGET_PER_PIXEL * px + MEM_BUDGET_BASE;
+    double base = picture_bytes(pic);
+    if (base + TOKEN_BYTES_PER_OUTPUT_BYTE * worst_output_per_pixel(cfg->quality) * px <= budget) {
+        return 0; /* small enough that no content can break the budget */
+    }
+    int mb_rows = (pic->height + 15) / 16;
+    int step = mb_rows / SAMPLE_MIN_BANDS;
+    step = step < 1 ? 1 : step > SAMPLE_EVERY_MB_ROWS ? SAMPLE_EVERY_MB_ROWS : step;
+    WebPPicture sample;
+    memset(&sample, 0, sizeof sample);
+    int bands = sample_bands(pic, step, &sample);
+    WebPConfig fast = *cfg;
+    fast.method = 0;
+    size_t bytes = 0;
+    sample.writer = count_bytes;
+    sample.custom_ptr = &bytes;
+    int ok = bands > 0 && WebPEncode(&fast, &sample);
+    WebPPictureFree(&sample);
+    if (!ok) {
+        return 0; /* no estimate: the real encode reports any real problem */
+    }
+    double out = (double)bytes * pic->height / (bands * 16.0) / SAMPLE_OVERESTIMATE;
+
+    return base + TOKEN_BYTES_PER_OUTPUT_BYTE * out > budget;
+}
+
+/*
  * Encodes a still image. Takes the caller's reference to *im and drops it as
  * soon as the picture is filled: the decoder behind it (a progressive
  * JPEG's whole-image coefficient buffer, 3-6 bytes per pixel, and libvips'
@@ -1037,6 +1162,7 @@ static int encode_still(VipsImage **im, const fb_image_opts *o, fb_image_result 
     if (rc != 0) {
         goto out;
     }
+    cfg.low_memory = needs_low_memory(&cfg, &pic);
     pic.writer = out_buf_write;
     pic.custom_ptr = &ob;
     if (!WebPEncode(&cfg, &pic)) {

@@ -9,6 +9,7 @@
 #include "fb_test.h"
 
 #include <dirent.h>
+#include <malloc.h>
 #include <math.h>
 
 #include <vips/vips.h>
@@ -626,6 +627,80 @@ TEST(max_dimension_downscales)
     free(p);
 }
 
+/* A line of /proc/self/status in KiB (VmRSS, VmHWM). */
+static long status_kib(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, key, strlen(key)) == 0) {
+            v = atol(line + strlen(key));
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return v;
+}
+
+/*
+ * Random noise is the costliest picture for libwebp: at quality 80 its
+ * token buffer alone would be about 14 bytes per pixel, far over the
+ * budget of 4 bytes per pixel + 32 MiB. The conversion must see that and
+ * encode with low_memory. The peak is measured as bench_ingest does: free
+ * heap returned first (malloc_trim), VmHWM reset through clear_refs. Under
+ * the sanitizers the allocator is not glibc's, so only the output is
+ * checked there.
+ */
+TEST(detailed_picture_within_memory_budget)
+{
+    enum { SIDE = 2048 };
+    VipsImage *noise[3] = {NULL, NULL, NULL}, *rgb = NULL, *u8 = NULL;
+    void *tiff = NULL;
+    size_t len = 0;
+    int ok = 1;
+    for (int b = 0; b < 3; b++) {
+        ok = ok && vips_gaussnoise(&noise[b], SIDE, SIDE, "mean", 128.0, "sigma", 64.0, NULL) == 0;
+    }
+    ok = ok && vips_bandjoin(noise, &rgb, 3, NULL) == 0 && vips_cast_uchar(rgb, &u8, NULL) == 0 &&
+         vips_tiffsave_buffer(u8, &tiff, &len, NULL) == 0;
+    for (int b = 0; b < 3; b++) {
+        g_clear_object(&noise[b]);
+    }
+    g_clear_object(&rgb);
+    g_clear_object(&u8);
+    CHECK(ok);
+
+    fb_image_opts o = defaults();
+    fb_image_result r;
+    malloc_trim(0);
+    long before = status_kib("VmRSS:");
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    CHECK(f != NULL);
+    fputs("5", f);
+    fclose(f);
+    int rc = fb__image_to_webp(tiff, len, &o, &r);
+    long peak = status_kib("VmHWM:") - before;
+    g_free(tiff);
+    CHECK_OK(rc);
+    rgba out;
+    CHECK(decode(&r, &out));
+    CHECK_EQ(out.w, SIDE);
+    CHECK_EQ(out.h, SIDE);
+    WebPFree(out.px);
+    CHECK(r.len > (size_t)SIDE * SIDE / 2); /* over 4 bits per pixel: the picture is detailed */
+    fb__image_result_free(&r);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    long budget = (4L * SIDE * SIDE + (32L << 20)) / 1024;
+    if (peak > budget) {
+        FB_TEST_FAIL_("peak %ld KiB over the budget of %ld KiB", peak, budget);
+    }
+#else
+    (void)peak;
+#endif
+}
+
 TEST(lossless_is_exact)
 {
     fb_image_opts o = defaults();
@@ -881,6 +956,7 @@ int main(void)
     RUN(animated_gif_keeps_frames_delays_loop);
     RUN(webp_passthrough);
     RUN(max_dimension_downscales);
+    RUN(detailed_picture_within_memory_budget);
     RUN(lossless_is_exact);
     RUN(limits_from_the_header);
     RUN(bad_arguments);
