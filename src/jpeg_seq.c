@@ -128,6 +128,56 @@ static void copy_markers(job *j)
     }
 }
 
+/*
+ * Whether every coefficient fits the Huffman categories a sequential JPEG
+ * can code: DC in [-1024, 1023] (so that a difference needs at most 11
+ * bits) and AC in [-1023, 1023] (10 bits). Real encoders stay inside, but a
+ * corrupt progressive file can build larger values through its
+ * successive-approximation bits (fuzz_jpeg_seq found an AC of 2730), and
+ * libjpeg-turbo's SIMD Huffman encoder writes those without a check, as
+ * garbage that the copy's reader then warns about.
+ */
+static int block_row_in_range(const JBLOCKROW blocks, JDIMENSION n)
+{
+    /* Every coefficient against the AC bound first, in 16 bits so that the
+     * loop vectorises; only a row that fails is looked at again, since a DC
+     * of -1024 (a black block at quantiser 1) is valid. */
+    const JCOEF *k = blocks[0];
+    unsigned bad = 0;
+    for (size_t i = 0; i < (size_t)n * DCTSIZE2; i++) {
+        bad |= (uint16_t)(k[i] + 1023) > 2046u;
+    }
+    if (!bad) {
+        return 1;
+    }
+    for (JDIMENSION x = 0; x < n; x++) {
+        if ((unsigned)(blocks[x][0] + 1024) > 2047u) {
+            return 0;
+        }
+        for (int i = 1; i < DCTSIZE2; i++) {
+            if ((unsigned)(blocks[x][i] + 1023) > 2046u) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+static int coefficients_in_range(j_decompress_ptr d, jvirt_barray_ptr *coefs)
+{
+    for (int ci = 0; ci < d->num_components; ci++) {
+        const jpeg_component_info *c = &d->comp_info[ci];
+        for (JDIMENSION row = 0; row < c->height_in_blocks; row++) {
+            JBLOCKARRAY rows =
+                (*d->mem->access_virt_barray)((j_common_ptr)d, coefs[ci], row, 1, FALSE);
+            if (!block_row_in_range(rows[0], c->width_in_blocks)) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
 /* 1 when j->fd holds the sequential copy, 0 when there is nothing to do,
  * -1 when libjpeg gave up. */
 static int rewrite(job *j, const uint8_t *data, size_t len, uint64_t min_bytes)
@@ -159,6 +209,9 @@ static int rewrite(job *j, const uint8_t *data, size_t len, uint64_t min_bytes)
     j->progress.progress_monitor = on_progress;
     j->src.progress = &j->progress;
     jvirt_barray_ptr *coefs = jpeg_read_coefficients(&j->src);
+    if (!coefficients_in_range(&j->src, coefs)) {
+        return 0; /* left to the decoder, which reads such a file as it is */
+    }
 
     j->dst.err = &j->err;
     jpeg_create_compress(&j->dst);

@@ -40,9 +40,10 @@
  * *out gets an fb__malloc'ed sequential copy of it and *out_len its length.
  * Every APPn and COM marker is copied (EXIF, ICC profile, XMP), except the
  * JFIF and Adobe markers that libjpeg writes itself. Otherwise *out is NULL:
- * not a progressive JPEG, a small one, or one libjpeg rejects or warns
- * about (corrupt, truncated), which is left for the decoder to report, as
- * is a failure to write the temporary file ($TMPDIR, else /tmp).
+ * not a progressive JPEG, a small one, one libjpeg rejects or warns about
+ * (corrupt, truncated) or one with coefficients no sequential JPEG can code
+ * (corrupt), which is left for the decoder to report, as is a failure to
+ * write the temporary file ($TMPDIR, else /tmp).
  * Returns 0, or FB_ELIMIT (detail set) when the file has more than
  * FB__JPEG_MAX_SCANS scans.
  */
