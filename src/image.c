@@ -1134,7 +1134,6 @@ static int needs_low_memory(const WebPConfig *cfg, const WebPPicture *pic)
         return 0; /* no estimate: the real encode reports any real problem */
     }
     double out = (double)bytes * pic->height / (bands * 16.0) / SAMPLE_OVERESTIMATE;
-
     return base + TOKEN_BYTES_PER_OUTPUT_BYTE * out > budget;
 }
 
